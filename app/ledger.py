@@ -1,0 +1,119 @@
+"""The ledger: append-only entries and the balances cached beside them, moved in one transaction.
+
+Callers pass an idempotency key built from foreign ids (the order, the award's move number, a
+redemption id), so a retried job finds its entry already there and posts nothing: "exists is as
+good as created". The UNIQUE (shop_id, idempotency_key) constraint is the backstop when two
+workers race; the customer row lock (SELECT … FOR UPDATE, BEGIN IMMEDIATE on SQLite) makes the
+race rare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from app.errors import InvariantViolation
+from app.models import Customer, LedgerEntry
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One entry to write. Deltas are signed; at least one is non-zero."""
+
+    kind: str
+    reason: str
+    explanation: str
+    source: str
+    key: str
+    coins_delta: int = 0
+    pending_delta: int = 0
+    shortfall_delta: int = 0
+    order_ref: str | None = None
+    award_id: int | None = None
+    redemption_id: int | None = None
+
+
+def lock_customer(session: Session, shop_id: int, platform_customer_id: str, email: str | None = None) -> Customer:
+    """The customer's row, locked for this transaction; created on first sight."""
+    query = (
+        select(Customer)
+        .where(Customer.shop_id == shop_id, Customer.platform_customer_id == platform_customer_id)
+        .with_for_update()
+    )
+    customer = session.exec(query).first()
+    if customer is not None:
+        if email and customer.email != email:
+            customer.email = email
+        return customer
+    try:
+        with session.begin_nested():
+            session.add(Customer(shop_id=shop_id, platform_customer_id=platform_customer_id, email=email))
+    except IntegrityError:
+        pass  # another transaction created it first; the row is as good as ours once locked
+    return session.exec(query).one()
+
+
+def find(session: Session, shop_id: int, key: str) -> LedgerEntry | None:
+    query = select(LedgerEntry).where(LedgerEntry.shop_id == shop_id, LedgerEntry.idempotency_key == key)
+    return session.exec(query).first()
+
+
+def post(session: Session, customer: Customer, posting: Posting) -> LedgerEntry | None:
+    """Write `posting` for a locked `customer` and move its cached balances with it.
+
+    Returns the new entry, or None when an entry with this key already exists (a retry).
+    """
+    assert customer.id is not None
+    if find(session, customer.shop_id, posting.key) is not None:
+        return None
+    if not (posting.coins_delta or posting.pending_delta or posting.shortfall_delta):
+        raise InvariantViolation(f"posting {posting.key} moves nothing")
+    entry = LedgerEntry(
+        shop_id=customer.shop_id,
+        customer_id=customer.id,
+        order_ref=posting.order_ref,
+        award_id=posting.award_id,
+        redemption_id=posting.redemption_id,
+        kind=posting.kind,
+        coins_delta=posting.coins_delta,
+        pending_delta=posting.pending_delta,
+        shortfall_delta=posting.shortfall_delta,
+        reason=posting.reason,
+        explanation=posting.explanation,
+        source=posting.source[:200],
+        idempotency_key=posting.key,
+    )
+    customer.available_coins += posting.coins_delta
+    customer.pending_coins += posting.pending_delta
+    customer.shortfall_coins += posting.shortfall_delta
+    if customer.pending_coins < 0 or customer.shortfall_coins < 0:
+        raise InvariantViolation(
+            f"customer {customer.platform_customer_id}: pending {customer.pending_coins}, "
+            f"shortfall {customer.shortfall_coins} after {posting.key}"
+        )
+    session.add(entry)
+    session.add(customer)
+    session.flush()
+    return entry
+
+
+@dataclass(frozen=True)
+class Sums:
+    available: int
+    pending: int
+    shortfall: int
+
+
+def sums(session: Session, customer_id: int) -> Sums:
+    """The balances recomputed from the entries themselves (the auditor's view)."""
+    row = session.exec(
+        select(
+            func.coalesce(func.sum(LedgerEntry.coins_delta), 0),
+            func.coalesce(func.sum(LedgerEntry.pending_delta), 0),
+            func.coalesce(func.sum(LedgerEntry.shortfall_delta), 0),
+        ).where(LedgerEntry.customer_id == customer_id)
+    ).one()
+    return Sums(int(row[0]), int(row[1]), int(row[2]))

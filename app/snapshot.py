@@ -1,0 +1,175 @@
+"""The canonical order snapshot: what every connector turns a platform's order into.
+
+A snapshot is a fact about an order at a moment (`updated_at`). Two snapshots of the same order
+merge with `merge()`, a join: refunds are a set keyed by refund id (a refund, once made, is a
+fact forever), everything else comes from the newer snapshot. Because the merge is commutative,
+associative and idempotent, duplicated, reordered and coalesced deliveries converge to one state.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    """The shared status vocabulary. Connectors map native statuses here; UNKNOWN is explicit."""
+
+    PENDING = "pending"
+    PAID = "paid"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    VOIDED = "voided"
+    CANCELLED = "cancelled"
+    FULFILLED = "fulfilled"
+    DELIVERED = "delivered"
+    RETURNED = "returned"
+    UNKNOWN = "unknown"
+
+
+# A status implies the ones it could only follow: a refunded order was paid, a returned one
+# delivered. Rules ask "has this order been paid?" without every connector spelling it out.
+_IMPLIES: dict[Status, frozenset[Status]] = {
+    Status.PARTIALLY_REFUNDED: frozenset({Status.PAID}),
+    Status.REFUNDED: frozenset({Status.PAID}),
+    Status.DELIVERED: frozenset({Status.FULFILLED}),
+    Status.RETURNED: frozenset({Status.DELIVERED, Status.FULFILLED}),
+}
+
+
+def normalize_tag(tag: str) -> str:
+    """Tags compare trimmed and case-insensitively (Shopify: 'Fraud ' == 'fraud')."""
+    return " ".join(tag.split()).casefold()
+
+
+def normalize_tags(tags: str | list[str] | tuple[str, ...] | frozenset[str]) -> frozenset[str]:
+    """Accept one comma-separated string (Shopify) or a list; drop empties."""
+    items = tags.split(",") if isinstance(tags, str) else list(tags)
+    return frozenset(t for t in (normalize_tag(i) for i in items) if t)
+
+
+@dataclass(frozen=True, order=True)
+class Refund:
+    """One refund of money on an order, in the shop's currency. `amount` is positive."""
+
+    refund_id: str
+    amount: Decimal
+
+    def __post_init__(self) -> None:
+        if self.amount < 0:
+            raise ValueError(f"refund {self.refund_id} has a negative amount {self.amount}")
+
+
+def _unique_refunds(refunds: frozenset[Refund]) -> frozenset[Refund]:
+    """One refund per id. Should a platform ever restate a refund, the larger amount is kept
+    (deterministically, whatever the arrival order)."""
+    by_id: dict[str, Refund] = {}
+    for refund in refunds:
+        kept = by_id.get(refund.refund_id)
+        if kept is None or refund.amount > kept.amount:
+            by_id[refund.refund_id] = refund
+    return frozenset(by_id.values())
+
+
+@dataclass(frozen=True)
+class OrderSnapshot:
+    """An order as it stands at `updated_at`, in the shop's currency (never presentment money)."""
+
+    platform: str
+    shop: str
+    order_id: str
+    updated_at: datetime
+    total: Decimal
+    currency: str
+    customer_id: str | None = None  # None: a guest order, which never earns
+    order_name: str = ""
+    statuses: frozenset[Status] = frozenset()
+    refunds: frozenset[Refund] = frozenset()
+    tags: frozenset[str] = frozenset()
+    customer_tags: frozenset[str] = frozenset()
+    discount_codes: frozenset[str] = frozenset()
+    customer_email: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.total < 0:
+            raise ValueError(f"order {self.order_id} has a negative total {self.total}")
+        if self.updated_at.tzinfo is None:
+            object.__setattr__(self, "updated_at", self.updated_at.replace(tzinfo=UTC))
+        closed = set(self.statuses)
+        for status in self.statuses:
+            closed |= _IMPLIES.get(status, frozenset())
+        object.__setattr__(self, "statuses", frozenset(closed))
+        object.__setattr__(self, "refunds", _unique_refunds(self.refunds))
+        object.__setattr__(self, "tags", normalize_tags(self.tags))
+        object.__setattr__(self, "customer_tags", normalize_tags(self.customer_tags))
+        object.__setattr__(self, "discount_codes", frozenset(c.strip().upper() for c in self.discount_codes))
+
+    @property
+    def label(self) -> str:
+        """How a merchant names the order: '#1001' when the platform has a name."""
+        return self.order_name or f"#{self.order_id}"
+
+    @property
+    def refunded(self) -> Decimal:
+        return sum((r.amount for r in self.refunds), Decimal(0))
+
+    @property
+    def net(self) -> Decimal:
+        """Total less every refund, never below zero."""
+        return max(self.total - self.refunded, Decimal(0))
+
+    def has(self, status: Status) -> bool:
+        return status in self.statuses
+
+    def _rank(self) -> tuple[datetime, str]:
+        # Ties on updated_at are broken by content, so merge() does not depend on arrival order.
+        return (self.updated_at, json.dumps(self.to_json(), sort_keys=True))
+
+    def merge(self, other: OrderSnapshot) -> OrderSnapshot:
+        """The join of two snapshots of one order: the newer one's fields, every refund of both."""
+        if (self.shop, self.order_id) != (other.shop, other.order_id):
+            raise ValueError("can only merge snapshots of the same order")
+        newer = self if self._rank() >= other._rank() else other
+        return replace(newer, refunds=_unique_refunds(self.refunds | other.refunds))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "platform": self.platform,
+            "shop": self.shop,
+            "order_id": self.order_id,
+            "order_name": self.order_name,
+            "updated_at": self.updated_at.isoformat(),
+            "total": str(self.total),
+            "currency": self.currency,
+            "customer_id": self.customer_id,
+            "customer_email": self.customer_email,
+            "statuses": sorted(self.statuses),
+            "refunds": [{"refund_id": r.refund_id, "amount": str(r.amount)} for r in sorted(self.refunds)],
+            "tags": sorted(self.tags),
+            "customer_tags": sorted(self.customer_tags),
+            "discount_codes": sorted(self.discount_codes),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OrderSnapshot:
+        return cls(
+            platform=data["platform"],
+            shop=data["shop"],
+            order_id=str(data["order_id"]),
+            order_name=data.get("order_name", ""),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
+            total=Decimal(data["total"]),
+            currency=data["currency"],
+            customer_id=data.get("customer_id"),
+            customer_email=data.get("customer_email"),
+            statuses=frozenset(Status(s) for s in data.get("statuses", [])),
+            refunds=frozenset(Refund(r["refund_id"], Decimal(r["amount"])) for r in data.get("refunds", [])),
+            tags=frozenset(data.get("tags", [])),
+            customer_tags=frozenset(data.get("customer_tags", [])),
+            discount_codes=frozenset(data.get("discount_codes", [])),
+        )

@@ -1,0 +1,112 @@
+"""Spending and correcting coins: redemptions and manual adjustments."""
+
+from __future__ import annotations
+
+import re
+
+from sqlmodel import Session, select
+
+from app import ledger
+from app.errors import InsufficientCoins, InvalidInput, NotFound
+from app.ledger import Posting
+from app.models import Customer, LedgerEntry, Order, Redemption, Shop
+from app.service import settle_redemptions
+from app.shop_settings import ShopSettings
+from app.snapshot import OrderSnapshot
+
+MAX_COINS = 10**12
+CODE = re.compile(r"\A[A-Z0-9][A-Z0-9_-]{2,63}\Z")
+
+
+def _customer(session: Session, shop: Shop, platform_customer_id: str) -> Customer:
+    assert shop.id is not None
+    exists = session.exec(
+        select(Customer.id).where(Customer.shop_id == shop.id, Customer.platform_customer_id == platform_customer_id)
+    ).first()
+    if exists is None:
+        raise NotFound(f"no customer '{platform_customer_id}' in shop {shop.domain}")
+    return ledger.lock_customer(session, shop.id, platform_customer_id)
+
+
+def _check_coins(coins: int) -> None:
+    if not 0 < coins <= MAX_COINS:
+        raise InvalidInput(f"coins must be between 1 and {MAX_COINS}, not {coins}", field="coins")
+
+
+def redeem(
+    session: Session,
+    shop: Shop,
+    platform_customer_id: str,
+    coins: int,
+    *,
+    source: str,
+    order_ref: str | None = None,
+    code: str | None = None,
+) -> tuple[Redemption, LedgerEntry]:
+    """Spend `coins` now, on an order (`order_ref`) or as a code an order will carry later."""
+    _check_coins(coins)
+    if code is not None:
+        code = code.strip().upper()
+        if not CODE.match(code):
+            raise InvalidInput("a code is 3-64 letters, digits, '-' or '_'", field="code")
+        taken = session.exec(
+            select(Redemption.id).where(Redemption.shop_id == shop.id, Redemption.code == code)
+        ).first()
+        if taken is not None:
+            raise InvalidInput(f"code {code} is already in use in this shop", field="code")
+    if order_ref is not None and not order_ref.strip():
+        raise InvalidInput("an order id cannot be empty", field="order")
+    customer = _customer(session, shop, platform_customer_id)
+    if customer.available_coins < coins:
+        raise InsufficientCoins(
+            f"customer {platform_customer_id} has {customer.available_coins} coins available, not {coins}"
+        )
+    assert shop.id is not None and customer.id is not None
+    redemption = Redemption(
+        shop_id=shop.id, customer_id=customer.id, order_ref=order_ref, code=code, coins_redeemed=coins
+    )
+    session.add(redemption)
+    session.flush()
+    where = f"order #{order_ref}" if order_ref else (f"code {code}" if code else "a reward")
+    entry = ledger.post(
+        session,
+        customer,
+        Posting(
+            "redeem",
+            "redeemed",
+            f"{coins} coins were spent on {where}",
+            source=source,
+            key=f"redemption:{redemption.id}:spent",
+            coins_delta=-coins,
+            order_ref=order_ref,
+            redemption_id=redemption.id,
+        ),
+    )
+    assert entry is not None
+    if order_ref is not None:
+        # The order may already be cancelled: settle now rather than at its next event.
+        order = session.exec(
+            select(Order).where(Order.shop_id == shop.id, Order.platform_order_id == order_ref)
+        ).first()
+        if order is not None and order.snapshot:
+            snap = OrderSnapshot.from_json(order.snapshot)
+            settle_redemptions(session, ShopSettings.from_stored(shop.settings), snap, customer, source)
+    return redemption, entry
+
+
+def adjust(session: Session, shop: Shop, platform_customer_id: str, coins: int, *, reason: str, source: str,
+           key: str) -> LedgerEntry | None:  # fmt: skip
+    """A manual correction by the merchant or an operator, with the reason in their words."""
+    if coins == 0 or abs(coins) > MAX_COINS:
+        raise InvalidInput(f"an adjustment is a non-zero number of coins up to {MAX_COINS}", field="coins")
+    reason = " ".join(reason.split())
+    if len(reason) < 3 or len(reason) > 500:
+        raise InvalidInput("a reason of 3 to 500 characters is required", field="reason")
+    customer = _customer(session, shop, platform_customer_id)
+    verb = "added" if coins > 0 else "removed"
+    return ledger.post(
+        session,
+        customer,
+        Posting("adjust", "manual", f"{abs(coins)} coins {verb} by hand: {reason}", source=source, key=key,
+                coins_delta=coins),
+    )  # fmt: skip

@@ -1,0 +1,31 @@
+"""The Flask application factory. Nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from app.config import Settings, load_settings
+from web import health, overview
+from web.extensions import Services, init_db
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app for `settings` (read from the environment when not given)."""
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        CLAWBACK_ENV=settings.env,
+    )
+    app.extensions["clawback"] = Services.from_settings(settings)
+    init_db(app)
+    app.register_blueprint(health.bp)
+    if settings.env != "production":
+        # A read-only look at the books for the demo and for development; the merchant's pages,
+        # with authentication, are a separate blueprint.
+        app.register_blueprint(overview.bp)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return app

@@ -1,0 +1,298 @@
+"""The `clawback` command. Names, options and output formats are a contract (README)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+from flask.cli import FlaskGroup
+from sqlalchemy import inspect
+from sqlmodel import Session, col, select
+
+from app import audit, migrate, service, wallet
+from app.errors import ClawbackError
+from app.models import Customer, LedgerEntry, Shop, as_utc
+from app.shops import (
+    change_settings,
+    find_shop,
+    normalize_shopify_domain,
+    normalize_store_url,
+    register_shop,
+    shop_settings,
+)
+from web import create_app
+from web.extensions import Services, services
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(click.ClickException):
+    """Refused input: a clear message on stderr and exit status 2. Nothing was written."""
+
+    exit_code = 2
+
+
+def refuses_bad_input(fn: F) -> F:
+    """Turn domain errors into CliError; the session's rollback has already undone any write."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ClawbackError as exc:
+            raise CliError(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def unit_of_work() -> Iterator[Session]:
+    """A committed-or-rolled-back session on a database that has been migrated."""
+    svc: Services = services()
+    if "alembic_version" not in inspect(svc.db.engine).get_table_names():
+        raise CliError("the database has no schema yet: run `clawback db upgrade` first")
+    with svc.db.session() as session:
+        yield session
+
+
+def emit(data: Any) -> None:
+    click.echo(json.dumps(data, sort_keys=True, default=str))
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise CliError(f"'{value}' is not an ISO 8601 time (e.g. 2026-11-23T12:00:00+00:00)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+cli = FlaskGroup(
+    name="clawback",
+    create_app=create_app,
+    add_default_commands=False,
+    load_dotenv=False,
+    help="Clawback: loyalty coins that follow the order.",
+)
+
+
+@cli.group()
+def db() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    url = services().settings.database_url
+    migrate.upgrade(url, revision)
+    click.echo(f"database is at {revision}: {services().db.engine.url.render_as_string(hide_password=True)}")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the app under gunicorn (migrating the database first)."""
+    from web.server import run
+
+    migrate.upgrade(services().settings.database_url)
+    run(host=host, port=port, workers=workers)
+
+
+@cli.command()
+@refuses_bad_input
+def demo() -> None:
+    """Create (or reset) the demo shop, its customers and orders; print what to open."""
+    from app.demo import DEMO_DOMAIN, seed
+
+    migrate.upgrade(services().settings.database_url)
+    with services().db.session() as session:
+        summary = seed(session, services().vault)
+    url = services().settings.app_url.rstrip("/")
+    click.echo(f"Demo shop '{DEMO_DOMAIN}' is ready: {summary}.")
+    click.echo(f"Open {url}/ once `clawback serve` runs, or try:")
+    click.echo(f"  clawback ledger --shop {DEMO_DOMAIN} --customer alice")
+    click.echo(f"  clawback balance --shop {DEMO_DOMAIN} --customer bob")
+
+
+@cli.group()
+def shop() -> None:
+    """Register shops."""
+
+
+@shop.command("add")
+@click.option("--platform", required=True, type=click.Choice(["shopify", "woocommerce"]))
+@click.option("--domain", help="Shopify: name.myshopify.com")
+@click.option("--url", help="WooCommerce: the store's base URL")
+@click.option("--token", help="Shopify: an offline access token")
+@click.option("--webhook-secret", help="WooCommerce: the secret webhooks are signed with")
+@click.option("--key", help="WooCommerce: REST consumer key")
+@click.option("--secret", help="WooCommerce: REST consumer secret")
+@click.option("--currency", default="USD", show_default=True, help="The shop's currency (ISO 4217)")
+@click.option("--name", default="", help="A display name")
+@refuses_bad_input
+def shop_add(platform: str, domain: str | None, url: str | None, token: str | None, webhook_secret: str | None,
+             key: str | None, secret: str | None, currency: str, name: str) -> None:  # fmt: skip
+    """Register a shop by hand, without calling it (operators, tests)."""
+    credentials: dict[str, str] = {}
+    if platform == "shopify":
+        if not domain or url or webhook_secret or key or secret:
+            raise CliError("--platform shopify takes --domain (and optionally --token), nothing else")
+        where = normalize_shopify_domain(domain)
+        if token:
+            credentials["access_token"] = token
+    else:
+        if not url or not webhook_secret or domain or token:
+            raise CliError("--platform woocommerce takes --url and --webhook-secret (and optionally --key/--secret)")
+        if bool(key) != bool(secret):
+            raise CliError("--key and --secret go together")
+        where = normalize_store_url(url)
+        credentials["webhook_secret"] = webhook_secret
+        if key and secret:
+            credentials |= {"consumer_key": key, "consumer_secret": secret}
+    with unit_of_work() as session:
+        found, created = register_shop(session, services().vault, platform=platform, domain=where,
+                                       credentials=credentials, currency=currency, name=name)  # fmt: skip
+        emit({"shop": found.domain, "platform": found.platform, "created": created})
+
+
+@cli.group()
+def settings() -> None:
+    """Show and change a shop's settings."""
+
+
+@settings.command("show")
+@click.option("--shop", "shop_ref", required=True)
+@refuses_bad_input
+def settings_show(shop_ref: str) -> None:
+    """Print the shop's settings as JSON."""
+    with unit_of_work() as session:
+        emit(shop_settings(find_shop(session, shop_ref)).flat())
+
+
+@settings.command("set")
+@click.option("--shop", "shop_ref", required=True)
+@click.argument("pairs", nargs=-1, required=True)
+@refuses_bad_input
+def settings_set(shop_ref: str, pairs: tuple[str, ...]) -> None:
+    """Change settings: KEY=VALUE ... (all or nothing)."""
+    changes: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"'{pair}' is not KEY=VALUE")
+        changes[key.strip()] = value
+    with unit_of_work() as session:
+        emit(change_settings(session, find_shop(session, shop_ref), changes).flat())
+
+
+def _customer(session: Session, shop_row: Shop, customer_ref: str) -> Customer:
+    found = session.exec(
+        select(Customer).where(Customer.shop_id == shop_row.id, Customer.platform_customer_id == customer_ref)
+    ).first()
+    if found is None:
+        raise CliError(f"no customer '{customer_ref}' in shop {shop_row.domain}")
+    return found
+
+
+@cli.command()
+@click.option("--shop", "shop_ref", required=True)
+@click.option("--customer", "customer_ref", required=True)
+@refuses_bad_input
+def balance(shop_ref: str, customer_ref: str) -> None:
+    """A customer's balances as JSON: available, pending, shortfall."""
+    with unit_of_work() as session:
+        found = _customer(session, find_shop(session, shop_ref), customer_ref)
+        emit({"available": found.available_coins, "pending": found.pending_coins, "shortfall": found.shortfall_coins})
+
+
+@cli.command()
+@click.option("--shop", "shop_ref", required=True)
+@click.option("--customer", "customer_ref")
+@click.option("--order", "order_ref")
+@refuses_bad_input
+def ledger(shop_ref: str, customer_ref: str | None, order_ref: str | None) -> None:
+    """Ledger entries as JSON lines, oldest first."""
+    with unit_of_work() as session:
+        shop_row = find_shop(session, shop_ref)
+        query = select(LedgerEntry, Customer.platform_customer_id).join(Customer).where(
+            LedgerEntry.shop_id == shop_row.id
+        )  # fmt: skip
+        if customer_ref is not None:
+            query = query.where(LedgerEntry.customer_id == _customer(session, shop_row, customer_ref).id)
+        if order_ref is not None:
+            query = query.where(LedgerEntry.order_ref == order_ref)
+        for entry, customer_id in session.exec(query.order_by(col(LedgerEntry.id))):
+            emit({
+                "kind": entry.kind, "coins_delta": entry.coins_delta, "pending_delta": entry.pending_delta,
+                "shortfall_delta": entry.shortfall_delta, "order_id": entry.order_ref, "customer_id": customer_id,
+                "reason": entry.reason, "explanation": entry.explanation, "source": entry.source,
+                "created_at": as_utc(entry.created_at).isoformat(),
+            })  # fmt: skip
+
+
+@cli.command()
+@click.option("--shop", "shop_ref", required=True)
+@click.option("--customer", "customer_ref", required=True)
+@click.option("--coins", required=True, type=int)
+@click.option("--order", "order_ref")
+@click.option("--code")
+@refuses_bad_input
+def redeem(shop_ref: str, customer_ref: str, coins: int, order_ref: str | None, code: str | None) -> None:
+    """Spend a customer's coins on an order, or as a code an order will carry."""
+    with unit_of_work() as session:
+        redemption, entry = wallet.redeem(session, find_shop(session, shop_ref), customer_ref, coins,
+                                          source="cli:redeem", order_ref=order_ref, code=code)  # fmt: skip
+        emit({"redemption": redemption.id, "coins": coins, "code": redemption.code, "order_id": order_ref,
+              "explanation": entry.explanation})  # fmt: skip
+
+
+@cli.command()
+@click.option("--shop", "shop_ref", required=True)
+@click.option("--customer", "customer_ref", required=True)
+@click.option("--coins", required=True, type=int, help="Positive adds, negative removes")
+@click.option("--reason", required=True, help="Why, in words the customer may read")
+@refuses_bad_input
+def adjust(shop_ref: str, customer_ref: str, coins: int, reason: str) -> None:
+    """A manual correction, with a required reason."""
+    with unit_of_work() as session:
+        entry = wallet.adjust(session, find_shop(session, shop_ref), customer_ref, coins, reason=reason,
+                              source="cli:adjust", key=f"adjust:{uuid.uuid4()}")  # fmt: skip
+        assert entry is not None
+        emit({"coins_delta": entry.coins_delta, "explanation": entry.explanation})
+
+
+@cli.command("release-due")
+@click.option("--now", "now_text", help="ISO time to release as of (default: now)")
+@refuses_bad_input
+def release_due(now_text: str | None) -> None:
+    """Release held coins whose hold has ended."""
+    now = parse_time(now_text)
+    with unit_of_work() as session:
+        entries = service.release_due(session, now=now)
+        emit({"released_awards": len(entries), "coins": sum(e.coins_delta for e in entries)})
+
+
+@cli.command()
+def check() -> None:
+    """Verify ledger invariants; exit 1 and list violations."""
+    with unit_of_work() as session:
+        problems = audit.violations(session)
+        shops = len(session.exec(select(Shop.id)).all())
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(f"ok: the ledger balances ({shops} shops)")

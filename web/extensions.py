@@ -1,0 +1,52 @@
+"""What the app holds for its lifetime (settings, database, vault) and the session per request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from flask import Flask, current_app, g
+from sqlmodel import Session
+
+from app.config import Settings
+from app.crypto import Vault
+from app.db import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    vault: Vault
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        return cls(settings, Database(settings.database_url), Vault(settings.encryption_key))
+
+
+def services() -> Services:
+    return cast(Services, current_app.extensions["clawback"])
+
+
+def get_session() -> Session:
+    """The request's session, opened on first use and closed when the request ends (flaskr)."""
+    if "db_session" not in g:
+        g.db_session = Session(services().db.engine, expire_on_commit=False)
+    return cast(Session, g.db_session)
+
+
+def _close_session(exc: BaseException | None) -> None:
+    session: Session | None = g.pop("db_session", None)
+    if session is None:
+        return
+    try:
+        if exc is None:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+def init_db(app: Flask) -> None:
+    app.teardown_appcontext(_close_session)

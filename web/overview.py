@@ -1,0 +1,57 @@
+"""A read-only look at the books, for the demo and development (not registered in production)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template
+from flask.typing import ResponseReturnValue
+from sqlmodel import col, select
+
+from app.models import Customer, LedgerEntry, Shop
+from app.shops import shop_settings
+from web.extensions import get_session
+
+bp = Blueprint("overview", __name__)
+PAGE_ENTRIES = 100
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    shops = get_session().exec(select(Shop).order_by(col(Shop.id))).all()
+    return render_template("overview/index.html", shops=shops)
+
+
+@bp.get("/shops/<int:shop_id>")
+def shop(shop_id: int) -> ResponseReturnValue:
+    session = get_session()
+    found = session.get(Shop, shop_id) or abort(404)
+    customers = session.exec(
+        select(Customer).where(Customer.shop_id == shop_id).order_by(col(Customer.id)).limit(200)
+    ).all()
+    names = {c.id: c.platform_customer_id for c in customers}
+    entries = session.exec(
+        select(LedgerEntry)
+        .where(LedgerEntry.shop_id == shop_id)
+        .order_by(col(LedgerEntry.id).desc())
+        .limit(PAGE_ENTRIES)
+    ).all()
+    return render_template(
+        "overview/shop.html",
+        shop=found,
+        settings=shop_settings(found).flat(),
+        customers=customers,
+        entries=entries,
+        names=names,
+    )
+
+
+@bp.get("/shops/<int:shop_id>/customers/<customer_id>")
+def customer(shop_id: int, customer_id: str) -> ResponseReturnValue:
+    session = get_session()
+    found = session.get(Shop, shop_id) or abort(404)
+    person = session.exec(
+        select(Customer).where(Customer.shop_id == shop_id, Customer.platform_customer_id == customer_id)
+    ).first() or abort(404)
+    entries = session.exec(
+        select(LedgerEntry).where(LedgerEntry.customer_id == person.id).order_by(col(LedgerEntry.id).desc())
+    ).all()
+    return render_template("overview/customer.html", shop=found, customer=person, entries=entries)

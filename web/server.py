@@ -1,0 +1,41 @@
+"""gunicorn, embedded: `clawback serve` runs the app factory under gunicorn's own arbiter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from web import create_app
+
+
+class _Server(BaseApplication):
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app()
+
+
+def on_ready(host: str, port: int) -> Any:
+    def announce(_server: Any) -> None:
+        print(f"Clawback is running: open http://{host}:{port}/  (Ctrl+C to stop)", flush=True)
+
+    return announce
+
+
+def run(host: str, port: int, workers: int) -> None:
+    _Server({
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "sync",
+        "timeout": 30,
+        "graceful_timeout": 10,
+        "accesslog": "-",
+        "when_ready": on_ready(host, port),
+    }).run()  # fmt: skip
