@@ -126,8 +126,9 @@ def _settle_award(
         )
         session.add(award)
         session.flush()
-    rule = rules.EarnRule.from_json(award.rule)
-    decision = rules.earn_target(snap, rule, settings.revert, booked=award.coins_booked, held=award.state == "held")
+    else:
+        rule = rules.EarnRule.from_json(award.rule)
+        decision = rules.earn_target(snap, rule, settings.revert, booked=award.coins_booked, held=award.state == "held")
     entry = _move_award(session, settings, award, customer, snap, rule, decision, source, now)
     if entry is not None:
         outcome.entries.append(entry)

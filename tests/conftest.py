@@ -1,0 +1,107 @@
+"""Fixtures in the flaskr style: `app`, `client`, `runner`, plus `db` and `books` for the domain.
+
+Every test gets a fresh, migrated database. SQLite by default (a copy of a template migrated once
+per run); PostgreSQL when CLAWBACK_TEST_DATABASE_URL names a server (one database per xdist
+worker, migrated once, truncated between tests). CI runs the suite once each way.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app import migrate
+from app.config import Settings
+from app.db import Database, normalize_url
+from tests.factories import Books
+
+PG_URL = os.environ.get("CLAWBACK_TEST_DATABASE_URL", "")
+TEST_ENCRYPTION_KEY = "test-encryption-key"
+
+
+def pytest_report_header() -> str:
+    where = make_url(normalize_url(PG_URL)).render_as_string() if PG_URL else "SQLite (a fresh file per test)"
+    return f"clawback database: {where}"
+
+
+@pytest.fixture(scope="session")
+def _template(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> str:
+    """A migrated database to clone: a SQLite file, or a PostgreSQL database for this worker."""
+    if not PG_URL:
+        path = tmp_path_factory.mktemp("template") / "clawback.db"
+        migrate.upgrade(f"sqlite:///{path}")
+        with sqlite3.connect(path) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return str(path)
+    server = make_url(normalize_url(PG_URL))
+    name = f"{server.database or 'clawback'}_test_{worker_id}"
+    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = server.set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def database_url(_template: str, tmp_path: Path) -> str:
+    if not PG_URL:
+        target = tmp_path / "clawback.db"
+        shutil.copyfile(_template, target)
+        return f"sqlite:///{target}"
+    engine = create_engine(_template)
+    with engine.begin() as conn:
+        query = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        tables = [r[0] for r in conn.execute(text(query))]
+        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return _template
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(env="test", database_url=database_url, encryption_key=TEST_ENCRYPTION_KEY)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator:
+    from web import create_app
+
+    application = create_app(settings)
+    application.config["TESTING"] = True
+    yield application
+    application.extensions["clawback"].db.dispose()
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):  # type: ignore[no-untyped-def]
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def db(app) -> Database:  # type: ignore[no-untyped-def]
+    return app.extensions["clawback"].db
+
+
+@pytest.fixture
+def books(app) -> Books:  # type: ignore[no-untyped-def]
+    svc = app.extensions["clawback"]
+    return Books(svc.db, svc.vault)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(Path.cwd() / ".hypothesis" / "tmp", ignore_errors=True)

@@ -1,0 +1,135 @@
+"""Plain factory functions and a small driver over the real service, one transaction per event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlmodel import select
+
+from app import audit, wallet
+from app.crypto import Vault
+from app.db import Database
+from app.models import Award, Customer, LedgerEntry, Redemption, Shop
+from app.service import Outcome, apply_snapshot, release_due
+from app.shop_settings import ShopSettings, apply_changes
+from app.shops import register_shop
+from app.snapshot import OrderSnapshot, Refund, Status
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def snap(
+    order_id: str = "1001",
+    *,
+    total: str = "100.00",
+    customer: str | None = "c1",
+    at: int = 0,
+    statuses: tuple[str, ...] = ("paid",),
+    refunds: dict[str, str] | None = None,
+    tags: tuple[str, ...] = (),
+    shop: str = "test.myshopify.com",
+    currency: str = "USD",
+    codes: tuple[str, ...] = (),
+    customer_tags: tuple[str, ...] = (),
+) -> OrderSnapshot:
+    """An order snapshot `at` minutes after T0."""
+    return OrderSnapshot(
+        platform="shopify",
+        shop=shop,
+        order_id=order_id,
+        order_name=f"#{order_id}",
+        customer_id=customer,
+        currency=currency,
+        total=Decimal(total),
+        updated_at=T0 + timedelta(minutes=at),
+        statuses=frozenset(Status(s) for s in statuses),
+        refunds=frozenset(Refund(k, Decimal(v)) for k, v in (refunds or {}).items()),
+        tags=frozenset(tags),
+        discount_codes=frozenset(codes),
+        customer_tags=frozenset(customer_tags),
+    )
+
+
+@dataclass
+class Books:
+    """Drive one shop through the real service, each call its own transaction, like a job would."""
+
+    db: Database
+    vault: Vault
+    domain: str = "test.myshopify.com"
+    shop_id: int = 0
+    sources: list[str] = field(default_factory=list)
+
+    def open(self, domain: str = "test.myshopify.com", platform: str = "shopify", **settings: Any) -> Books:
+        changes = {k.replace("__", "."): v for k, v in settings.items()}
+        with self.db.session() as session:
+            shop, _ = register_shop(
+                session, self.vault, platform=platform, domain=domain, settings=apply_changes(ShopSettings(), changes)
+            )
+            assert shop.id is not None
+        return Books(self.db, self.vault, domain, shop.id)
+
+    def set(self, **settings: Any) -> None:
+        with self.db.session() as session:
+            shop = session.get(Shop, self.shop_id)
+            assert shop is not None
+            changes = {k.replace("__", "."): v for k, v in settings.items()}
+            shop.settings = apply_changes(ShopSettings.from_stored(shop.settings), changes).to_stored()
+            session.add(shop)
+
+    def apply(self, snapshot: OrderSnapshot, source: str = "test", now: datetime | None = None) -> Outcome:
+        with self.db.session() as session:
+            shop = session.get(Shop, self.shop_id)
+            assert shop is not None
+            return apply_snapshot(session, shop, snapshot, source=source, now=now or snapshot.updated_at)
+
+    def redeem(self, customer: str, coins: int, order: str | None = None, code: str | None = None) -> Redemption:
+        with self.db.session() as session:
+            shop = session.get(Shop, self.shop_id)
+            assert shop is not None
+            redemption, _ = wallet.redeem(session, shop, customer, coins, source="test", order_ref=order, code=code)
+            return redemption
+
+    def release(self, now: datetime) -> list[LedgerEntry]:
+        with self.db.session() as session:
+            return release_due(session, now=now)
+
+    def balance(self, customer: str) -> dict[str, int]:
+        with self.db.session() as session:
+            row = session.exec(
+                select(Customer).where(Customer.shop_id == self.shop_id, Customer.platform_customer_id == customer)
+            ).first()
+            if row is None:
+                return {"available": 0, "pending": 0, "shortfall": 0}
+            return {"available": row.available_coins, "pending": row.pending_coins, "shortfall": row.shortfall_coins}
+
+    def customer(self, customer: str) -> Customer:
+        with self.db.session() as session:
+            return session.exec(
+                select(Customer).where(Customer.shop_id == self.shop_id, Customer.platform_customer_id == customer)
+            ).one()
+
+    def entries(self, order: str | None = None) -> list[LedgerEntry]:
+        with self.db.session() as session:
+            query = select(LedgerEntry).where(LedgerEntry.shop_id == self.shop_id)
+            if order is not None:
+                query = query.where(LedgerEntry.order_ref == order)
+            return list(session.exec(query.order_by(LedgerEntry.id)))  # type: ignore[arg-type]
+
+    def award(self, order: str) -> Award | None:
+        from app.models import Order
+
+        with self.db.session() as session:
+            row = session.exec(
+                select(Order).where(Order.shop_id == self.shop_id, Order.platform_order_id == order)
+            ).first()
+            if row is None:
+                return None
+            return session.exec(select(Award).where(Award.order_id == row.id)).first()
+
+    def violations(self) -> list[str]:
+        with self.db.session() as session:
+            return audit.violations(session)
