@@ -9,7 +9,7 @@ deadlocking or double-posting.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, select
 
@@ -278,7 +278,7 @@ def settle_redemptions(
 
 def release_due(session: Session, now: datetime | None = None, source: str = "job:release") -> list[LedgerEntry]:
     """Post every held award whose hold has ended: pending coins become available, once."""
-    now = now or utcnow()
+    now = (now or utcnow()).astimezone(UTC)
     due = session.exec(
         select(Award).where(Award.state == "held", Award.hold_until <= now).order_by(Award.id)  # type: ignore[arg-type,operator]
     ).all()

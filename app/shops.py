@@ -17,6 +17,7 @@ from app.shop_settings import ShopSettings, apply_changes
 # Anchored: the whole string, a single DNS label, then .myshopify.com. Nothing else is a shop.
 SHOPIFY_DOMAIN = re.compile(r"\A[a-z0-9][a-z0-9-]{0,60}\.myshopify\.com\Z")
 CURRENCY = re.compile(r"\A[A-Z]{3}\Z")
+MAX_DOMAIN_CHARS = 255
 
 
 def normalize_shopify_domain(raw: str) -> str:
@@ -72,26 +73,26 @@ def register_shop(
     platform: str,
     domain: str,
     credentials: dict[str, str] | None = None,
-    currency: str = "USD",
+    currency: str | None = None,
     name: str = "",
     settings: ShopSettings | None = None,
 ) -> tuple[Shop, bool]:
     """Add a shop, or update the credentials of one already there. Returns (shop, created)."""
     if platform not in PLATFORMS:
         raise InvalidInput(f"unknown platform '{platform}'; known: {', '.join(PLATFORMS)}", field="platform")
-    currency = currency.strip().upper()
-    if not CURRENCY.match(currency):
-        raise InvalidInput(f"'{currency}' is not an ISO 4217 currency code", field="currency")
+    if currency is not None:
+        currency = currency.strip().upper()
+        if not CURRENCY.match(currency):
+            raise InvalidInput(f"'{currency}' is not an ISO 4217 currency code", field="currency")
+    if len(domain) > MAX_DOMAIN_CHARS or len(name) > MAX_DOMAIN_CHARS:
+        raise InvalidInput(f"a shop's address and name are at most {MAX_DOMAIN_CHARS} characters", field="domain")
     shop = session.exec(select(Shop).where(Shop.platform == platform, Shop.domain == domain)).first()
     created = shop is None
     if shop is None:
-        shop = Shop(
-            platform=platform,
-            domain=domain,
-            name=name or domain,
-            currency=currency,
-            settings=(settings or ShopSettings()).to_stored(),
-        )
+        shop = Shop(platform=platform, domain=domain, settings=(settings or ShopSettings()).to_stored())
+    # Re-registering updates what was given explicitly and keeps the rest.
+    shop.name = name or shop.name or domain
+    shop.currency = currency or shop.currency or "USD"
     if credentials:
         merged = {**read_credentials(vault, shop), **credentials}
         shop.credentials = vault.encrypt(json.dumps(merged, sort_keys=True))

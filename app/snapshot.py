@@ -15,6 +15,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+MAX_ID_CHARS = 64  # platform ids: Shopify's exceed 2^53, so they travel as strings
+
 
 class Status(StrEnum):
     """The shared status vocabulary. Connectors map native statuses here; UNKNOWN is explicit."""
@@ -96,6 +98,9 @@ class OrderSnapshot:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        for name, value in (("order_id", self.order_id), ("customer_id", self.customer_id or "-")):
+            if not 0 < len(value) <= MAX_ID_CHARS:
+                raise ValueError(f"{name} must be 1 to {MAX_ID_CHARS} characters")
         if self.total < 0:
             raise ValueError(f"order {self.order_id} has a negative total {self.total}")
         if self.updated_at.tzinfo is None:

@@ -15,6 +15,7 @@ from app.shop_settings import ShopSettings
 from app.snapshot import OrderSnapshot
 
 MAX_COINS = 10**12
+MAX_ID_CHARS = 64  # the platform id columns
 CODE = re.compile(r"\A[A-Z0-9][A-Z0-9_-]{2,63}\Z")
 
 
@@ -54,8 +55,8 @@ def redeem(
         ).first()
         if taken is not None:
             raise InvalidInput(f"code {code} is already in use in this shop", field="code")
-    if order_ref is not None and not order_ref.strip():
-        raise InvalidInput("an order id cannot be empty", field="order")
+    if order_ref is not None and not 0 < len(order_ref.strip()) <= MAX_ID_CHARS:
+        raise InvalidInput(f"an order id is 1 to {MAX_ID_CHARS} characters", field="order")
     customer = _customer(session, shop, platform_customer_id)
     if customer.available_coins < coins:
         raise InsufficientCoins(

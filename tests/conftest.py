@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -52,19 +53,31 @@ def _template(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> str:
     return url
 
 
-@pytest.fixture
-def database_url(_template: str, tmp_path: Path) -> str:
+def _fresh(template: str, folder: Path) -> str:
+    """A clean, migrated database: a copy of the SQLite template, or the worker's database emptied."""
     if not PG_URL:
-        target = tmp_path / "clawback.db"
-        shutil.copyfile(_template, target)
+        target = folder / f"clawback-{uuid.uuid4().hex[:8]}.db"
+        shutil.copyfile(template, target)
         return f"sqlite:///{target}"
-    engine = create_engine(_template)
+    engine = create_engine(template)
     with engine.begin() as conn:
         query = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
         tables = [r[0] for r in conn.execute(text(query))]
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     engine.dispose()
-    return _template
+    return template
+
+
+@pytest.fixture
+def database_url(_template: str, tmp_path: Path) -> str:
+    return _fresh(_template, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def fresh_database(_template: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[[], str]:
+    """For hypothesis, whose examples cannot use function-scoped fixtures: a new database per call."""
+    folder = tmp_path_factory.mktemp("examples")
+    return lambda: _fresh(_template, folder)
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ def parse_time(value: str | None) -> datetime | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise CliError(f"'{value}' is not an ISO 8601 time (e.g. 2026-11-23T12:00:00+00:00)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 cli = FlaskGroup(
@@ -140,11 +140,11 @@ def shop() -> None:
 @click.option("--webhook-secret", help="WooCommerce: the secret webhooks are signed with")
 @click.option("--key", help="WooCommerce: REST consumer key")
 @click.option("--secret", help="WooCommerce: REST consumer secret")
-@click.option("--currency", default="USD", show_default=True, help="The shop's currency (ISO 4217)")
+@click.option("--currency", help="The shop's currency (ISO 4217; USD for a new shop)")
 @click.option("--name", default="", help="A display name")
 @refuses_bad_input
 def shop_add(platform: str, domain: str | None, url: str | None, token: str | None, webhook_secret: str | None,
-             key: str | None, secret: str | None, currency: str, name: str) -> None:  # fmt: skip
+             key: str | None, secret: str | None, currency: str | None, name: str) -> None:  # fmt: skip
     """Register a shop by hand, without calling it (operators, tests)."""
     credentials: dict[str, str] = {}
     if platform == "shopify":
@@ -193,6 +193,8 @@ def settings_set(shop_ref: str, pairs: tuple[str, ...]) -> None:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise CliError(f"'{pair}' is not KEY=VALUE")
+        if key.strip() in changes:
+            raise CliError(f"{key.strip()} is given more than once")
         changes[key.strip()] = value
     with unit_of_work() as session:
         emit(change_settings(session, find_shop(session, shop_ref), changes).flat())
