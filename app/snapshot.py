@@ -133,7 +133,10 @@ class OrderSnapshot:
 
     def _rank(self) -> tuple[datetime, str]:
         # Ties on updated_at are broken by content, so merge() does not depend on arrival order.
-        return (self.updated_at, json.dumps(self.to_json(), sort_keys=True))
+        # Refunds are left out: they are unioned anyway, and ranking by them would make the
+        # result of a three-way merge depend on which pair met first.
+        content = {k: v for k, v in self.to_json().items() if k != "refunds"}
+        return (self.updated_at, json.dumps(content, sort_keys=True))
 
     def merge(self, other: OrderSnapshot) -> OrderSnapshot:
         """The join of two snapshots of one order: the newer one's fields, every refund of both."""
