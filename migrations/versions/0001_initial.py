@@ -32,9 +32,7 @@ def upgrade() -> None:
         sa.Column("settings", sa.JSON(), nullable=False),
         sa.Column("installed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("uninstalled_at", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint(
-            "platform IN ('shopify', 'woocommerce', 'fynd', 'demo')", name="ck_shops_platform"
-        ),
+        sa.CheckConstraint("platform IN ('shopify', 'woocommerce', 'fynd', 'demo')", name="ck_shops_platform"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("platform", "domain", name="uq_shops_platform_domain"),
     )
@@ -70,9 +68,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.String(), nullable=True),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint(
-            "status IN ('received', 'processed', 'failed', 'ignored')", name="ck_deliveries_status"
-        ),
+        sa.CheckConstraint("status IN ('received', 'processed', 'failed', 'ignored')", name="ck_deliveries_status"),
         sa.ForeignKeyConstraint(["shop_id"], ["shops.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("shop_id", "delivery_id", name="uq_deliveries_shop_delivery"),
@@ -146,9 +142,7 @@ def upgrade() -> None:
         sa.Column("coins_returned", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("coins_redeemed > 0", name="ck_redemptions_positive"),
-        sa.CheckConstraint(
-            "coins_returned >= 0 AND coins_returned <= coins_redeemed", name="ck_redemptions_returned"
-        ),
+        sa.CheckConstraint("coins_returned >= 0 AND coins_returned <= coins_redeemed", name="ck_redemptions_returned"),
         sa.ForeignKeyConstraint(["customer_id"], ["customers.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["shop_id"], ["shops.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),

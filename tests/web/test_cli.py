@@ -354,9 +354,7 @@ INVALID_WRITES = [
     pytest.param(_redeem("--coins", "5", "--code", "SAVE 5"), "a code is 3-64", id="redeem-code-space"),
     pytest.param(_redeem("--coins", "5", "--code", "C" * 65), "a code is 3-64", id="redeem-code-long"),
     pytest.param(_redeem("--coins", "5", "--order", ""), "an order id is 1 to 64", id="redeem-order-empty"),
-    pytest.param(
-        _redeem("--coins", "5", "--order", "  "), "an order id is 1 to 64", id="redeem-order-blank"
-    ),
+    pytest.param(_redeem("--coins", "5", "--order", "  "), "an order id is 1 to 64", id="redeem-order-blank"),
     pytest.param(_redeem("--coins", "5", customer="ghost"), "no customer 'ghost'", id="redeem-unknown-customer"),
     pytest.param(_redeem("--coins", "5", shop="nope.myshopify.com"), "no shop", id="redeem-unknown-shop"),
     pytest.param(_redeem("--coins", "5", shop=WOO), "no customer 'c1'", id="redeem-customer-elsewhere"),
