@@ -1,0 +1,33 @@
+"""Platform connectors: one package per platform behind `connectors.base.Connector`, found by name.
+
+A connector verifies a delivery, identifies it, and parses it into an `app.snapshot.OrderSnapshot`;
+it never touches the ledger (the service does). Connectors register themselves with `register`.
+"""
+
+from __future__ import annotations
+
+from connectors.base import Connector, Delivery
+
+_REGISTRY: dict[str, type[Connector]] = {}
+
+
+def register(cls: type[Connector]) -> type[Connector]:
+    """Class decorator: make a connector available under its `name`."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"two connectors named {cls.name}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get(name: str) -> type[Connector]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise LookupError(f"no connector for platform '{name}'") from None
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+__all__ = ["Connector", "Delivery", "get", "names", "register"]

@@ -1,0 +1,43 @@
+"""The small interface every platform implements (python-social-auth's backends are the model).
+
+Differences between platforms are class attributes and a few overridden methods; the web layer
+calls only what is declared here, in this order: `verify` the raw body (before any parsing),
+`identify` the delivery, store it, and later `parse` it into order snapshots.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from app.snapshot import OrderSnapshot
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Who sent a webhook and which one it is: enough to store it under a UNIQUE id."""
+
+    shop: str  # the shop's stored domain or URL
+    delivery_id: str
+    topic: str
+
+
+class Connector(ABC):
+    """One platform. Subclasses set the class attributes and implement the abstract methods."""
+
+    name: str  # registry key and `shops.platform`
+    signature_header: str  # the header carrying the HMAC of the raw body
+    topic_header: str | None = None  # where the event type travels, when it is a header
+
+    @abstractmethod
+    def verify(self, raw_body: bytes, headers: Mapping[str, str], secret: str) -> bool:
+        """True when the signature of `raw_body` under `secret` matches (constant-time compare)."""
+
+    @abstractmethod
+    def identify(self, raw_body: bytes, headers: Mapping[str, str]) -> Delivery:
+        """The shop, delivery id and topic, from headers (and, if the platform puts them there, the body)."""
+
+    @abstractmethod
+    def parse(self, topic: str, raw_body: bytes, shop: str) -> list[OrderSnapshot]:
+        """The order snapshots this delivery speaks for (none for topics that are not about orders)."""
