@@ -193,6 +193,7 @@ class WebhookDelivery(SQLModel, table=True):
         UniqueConstraint("shop_id", "delivery_id", name="uq_deliveries_shop_delivery"),
         CheckConstraint(_in("status", DELIVERY_STATES), name="ck_deliveries_status"),
         Index("ix_deliveries_status_received", "status", "received_at"),
+        Index("ix_deliveries_shop_customer", "shop_id", "customer_ref"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -207,6 +208,9 @@ class WebhookDelivery(SQLModel, table=True):
     attempts: int = 0
     last_error: str | None = None
     processed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # Filled when processed, so privacy erasure can find a customer's raw payloads.
+    order_ref: str | None = Field(default=None, max_length=64)
+    customer_ref: str | None = Field(default=None, max_length=64)
 
 
 class Writeback(SQLModel, table=True):
@@ -224,4 +228,17 @@ class Writeback(SQLModel, table=True):
     status: str = Field(default="pending", max_length=10)
     attempts: int = 0
     last_error: str | None = None
+    created_at: datetime = _ts()
+
+
+class DataExport(SQLModel, table=True):
+    """A customer's data, gathered for a privacy request (Shopify customers/data_request)."""
+
+    __tablename__ = "data_exports"
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id", ondelete="CASCADE")
+    customer_ref: str = Field(max_length=64, index=True)
+    request_id: str = Field(max_length=64)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     created_at: datetime = _ts()

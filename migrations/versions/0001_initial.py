@@ -68,6 +68,8 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.String(), nullable=True),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("order_ref", sa.String(length=64), nullable=True),
+        sa.Column("customer_ref", sa.String(length=64), nullable=True),
         sa.CheckConstraint("status IN ('received', 'processed', 'failed', 'ignored')", name="ck_deliveries_status"),
         sa.ForeignKeyConstraint(["shop_id"], ["shops.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
@@ -75,6 +77,21 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.create_index("ix_deliveries_status_received", ["status", "received_at"], unique=False)
+        batch_op.create_index("ix_deliveries_shop_customer", ["shop_id", "customer_ref"], unique=False)
+
+    op.create_table(
+        "data_exports",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("shop_id", sa.Integer(), nullable=False),
+        sa.Column("customer_ref", sa.String(length=64), nullable=False),
+        sa.Column("request_id", sa.String(length=64), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["shop_id"], ["shops.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("data_exports", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_data_exports_customer_ref"), ["customer_ref"], unique=False)
 
     op.create_table(
         "writebacks",
@@ -237,7 +254,9 @@ def downgrade() -> None:
     op.drop_table("writebacks")
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_deliveries_status_received")
+        batch_op.drop_index("ix_deliveries_shop_customer")
 
     op.drop_table("webhook_deliveries")
+    op.drop_table("data_exports")
     op.drop_table("customers")
     op.drop_table("shops")

@@ -1,0 +1,58 @@
+"""What a platform delivery means, in the domain's words. Connectors produce these; the intake
+service (`app.intake`) carries them out. A delivery may mean several events, or none."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.snapshot import OrderSnapshot, Refund
+
+
+@dataclass(frozen=True)
+class OrderChanged:
+    """The order as it now stands."""
+
+    snapshot: OrderSnapshot
+
+
+@dataclass(frozen=True)
+class RefundAdded:
+    """One refund on an order whose other facts come from its last snapshot (Shopify refunds/create)."""
+
+    order_id: str
+    refund: Refund
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AppUninstalled:
+    """Stop work for the shop; keep its data until the platform asks to erase it."""
+
+
+@dataclass(frozen=True)
+class CustomerDataRequested:
+    customer_id: str
+    request_id: str
+    order_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CustomerRedacted:
+    customer_id: str
+    order_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ShopRedacted:
+    """Erase everything about the shop."""
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A topic or payload we accept but that changes nothing, and why."""
+
+    why: str
+
+
+Event = OrderChanged | RefundAdded | AppUninstalled | CustomerDataRequested | CustomerRedacted | ShopRedacted | Ignored

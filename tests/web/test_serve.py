@@ -1,0 +1,101 @@
+"""End to end: the installed `clawback` script seeds the demo, then serves it under gunicorn.
+
+Always SQLite (a file in tmp_path), whatever CLAWBACK_TEST_DATABASE_URL says: this is the
+zero-install path a new user takes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+CLAWBACK = Path(sys.executable).parent / "clawback"
+STARTUP_SECONDS = 20
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clawback_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAWBACK_", "SHOPIFY_"))}
+    return env | {
+        "CLAWBACK_ENV": "development",
+        "CLAWBACK_DATABASE_URL": f"sqlite:///{tmp_path / 'clawback.db'}",
+        # gunicorn's control socket goes here rather than replacing the one in ~/.gunicorn of a running server.
+        "XDG_RUNTIME_DIR": str(tmp_path),
+    }
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def wait_for(ready: Callable[[], bool], server: subprocess.Popen[bytes], log: Callable[[], str]) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"clawback serve exited with {server.returncode}:\n{log()}")
+        try:
+            if ready():
+                return
+        except OSError:
+            pass  # not listening yet
+        time.sleep(0.2)
+    raise AssertionError(f"clawback serve was not ready in {STARTUP_SECONDS}s:\n{log()}")
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=5)
+
+
+def test_demo_then_serve(tmp_path: Path) -> None:
+    assert CLAWBACK.exists(), f"the console script is not installed next to {sys.executable}"
+    env = clawback_env(tmp_path)
+    demo = subprocess.run([CLAWBACK, "demo"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert demo.returncode == 0, demo.stderr
+    assert "Demo shop 'demo.clawback.test' is ready" in demo.stdout
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    stdout, stderr = tmp_path / "serve.out", tmp_path / "serve.err"
+
+    def log() -> str:
+        return f"--- stdout\n{stdout.read_text()}\n--- stderr\n{stderr.read_text()}"
+
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        server = subprocess.Popen(
+            [CLAWBACK, "serve", "--port", str(port), "--workers", "2"], env=env, cwd=tmp_path, stdout=out, stderr=err
+        )
+    try:
+        wait_for(lambda: get(f"{base}/healthz")[0] == 200, server, log)
+        assert json.loads(get(f"{base}/healthz")[1]) == {"status": "ok", "database": "ok"}
+        status, index = get(f"{base}/")
+        assert status == 200
+        assert "Clawback Demo Store" in index
+        assert f"Clawback is running: open {base}/" in stdout.read_text()
+        wait_for(lambda: stderr.read_text().count("Booting worker with pid") == 2, server, log)
+    finally:
+        stop(server)
+    assert server.returncode == 0, f"clawback serve did not stop cleanly on SIGTERM:\n{log()}"
