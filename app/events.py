@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.snapshot import OrderSnapshot, Refund
+from app.snapshot import OrderSnapshot, Refund, Status
 
 
 @dataclass(frozen=True)
@@ -17,12 +17,14 @@ class OrderChanged:
 
 
 @dataclass(frozen=True)
-class RefundAdded:
-    """One refund on an order whose other facts come from its last snapshot (Shopify refunds/create)."""
+class OrderAmended:
+    """One new fact about an order whose other facts come from its last snapshot: a refund
+    (Shopify refunds/create) or a sticky status (a delivery event, a closed return)."""
 
     order_id: str
-    refund: Refund
     at: datetime
+    refund: Refund | None = None
+    status: Status | None = None
 
 
 @dataclass(frozen=True)
@@ -55,4 +57,4 @@ class Ignored:
     why: str
 
 
-Event = OrderChanged | RefundAdded | AppUninstalled | CustomerDataRequested | CustomerRedacted | ShopRedacted | Ignored
+Event = OrderChanged | OrderAmended | AppUninstalled | CustomerDataRequested | CustomerRedacted | ShopRedacted | Ignored

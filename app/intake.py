@@ -28,8 +28,8 @@ from app.events import (
     CustomerRedacted,
     Event,
     Ignored,
+    OrderAmended,
     OrderChanged,
-    RefundAdded,
     ShopRedacted,
 )
 from app.models import Order, Shop, WebhookDelivery, utcnow
@@ -142,14 +142,14 @@ def _carry_out(session: Session, shop: Shop, delivery: WebhookDelivery, events: 
             delivery.order_ref, delivery.customer_ref = event.snapshot.order_id, event.snapshot.customer_id
             _log(delivery, outcome)
             status = "processed"
-        elif isinstance(event, RefundAdded):
+        elif isinstance(event, OrderAmended):
             delivery.order_ref = event.order_id
-            refunded = apply_refund(session, shop, event, source=source, now=now)
-            if refunded is not None:
-                _log(delivery, refunded)
+            amended = apply_amendment(session, shop, event, source=source, now=now)
+            if amended is not None:
+                _log(delivery, amended)
                 status = "processed"
             else:
-                delivery.last_error = "order not seen yet: its order webhooks carry this refund"
+                delivery.last_error = "order not seen yet: its order webhooks carry this fact too"
         elif isinstance(event, AppUninstalled):
             privacy.uninstall(session, shop, now)
             status = "processed"
@@ -167,18 +167,21 @@ def _carry_out(session: Session, shop: Shop, delivery: WebhookDelivery, events: 
     return status
 
 
-def apply_refund(session: Session, shop: Shop, event: RefundAdded, *, source: str, now: datetime) -> Outcome | None:
-    """Add one refund to the order's last snapshot. An order never seen is left for the order
-    webhooks (which carry every refund) and for reconciliation."""
+def apply_amendment(session: Session, shop: Shop, event: OrderAmended, *, source: str, now: datetime) -> Outcome | None:
+    """Add one refund or sticky status to the order's last snapshot. An order never seen is left
+    for the order webhooks (which carry every refund and status) and for reconciliation."""
     order = session.exec(
         select(Order).where(Order.shop_id == shop.id, Order.platform_order_id == event.order_id)
     ).first()
     if order is None or not order.snapshot:
         return None
     stored = OrderSnapshot.from_json(order.snapshot)
-    return apply_snapshot(
-        session, shop, replace(stored, refunds=stored.refunds | {event.refund}), source=source, now=now
+    amended = replace(
+        stored,
+        refunds=stored.refunds | ({event.refund} if event.refund else frozenset()),
+        statuses=stored.statuses | ({event.status} if event.status else frozenset()),
     )
+    return apply_snapshot(session, shop, amended, source=source, now=now)
 
 
 def _log(delivery: WebhookDelivery, outcome: Outcome) -> None:

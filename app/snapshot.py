@@ -2,7 +2,8 @@
 
 A snapshot is a fact about an order at a moment (`updated_at`). Two snapshots of the same order
 merge with `merge()`, a join: refunds are a set keyed by refund id (a refund, once made, is a
-fact forever), everything else comes from the newer snapshot. Because the merge is commutative,
+fact forever), so are the sticky statuses (paid, fulfilled, delivered, returned); everything else
+comes from the newer snapshot. Because the merge is commutative,
 associative and idempotent, duplicated, reordered and coalesced deliveries converge to one state.
 """
 
@@ -41,6 +42,11 @@ _IMPLIES: dict[Status, frozenset[Status]] = {
     Status.DELIVERED: frozenset({Status.FULFILLED}),
     Status.RETURNED: frozenset({Status.DELIVERED, Status.FULFILLED}),
 }
+
+
+# Facts that, once true of an order, stay true: a later snapshot that omits them (or a platform
+# event that reports only one of them) must not erase them. Merges union these.
+STICKY = frozenset({Status.PAID, Status.FULFILLED, Status.DELIVERED, Status.RETURNED})
 
 
 def normalize_tag(tag: str) -> str:
@@ -133,9 +139,10 @@ class OrderSnapshot:
 
     def _rank(self) -> tuple[datetime, str]:
         # Ties on updated_at are broken by content, so merge() does not depend on arrival order.
-        # Refunds are left out: they are unioned anyway, and ranking by them would make the
-        # result of a three-way merge depend on which pair met first.
+        # What merge() unions (refunds, sticky statuses) is left out of the rank: ranking by it
+        # would make the result of a three-way merge depend on which pair met first.
         content = {k: v for k, v in self.to_json().items() if k != "refunds"}
+        content["statuses"] = sorted(self.statuses - STICKY)
         return (self.updated_at, json.dumps(content, sort_keys=True))
 
     def merge(self, other: OrderSnapshot) -> OrderSnapshot:
@@ -143,7 +150,10 @@ class OrderSnapshot:
         if (self.shop, self.order_id) != (other.shop, other.order_id):
             raise ValueError("can only merge snapshots of the same order")
         newer = self if self._rank() >= other._rank() else other
-        return replace(newer, refunds=_unique_refunds(self.refunds | other.refunds))
+        sticky = (self.statuses | other.statuses) & STICKY
+        return replace(
+            newer, statuses=(newer.statuses - STICKY) | sticky, refunds=_unique_refunds(self.refunds | other.refunds)
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
