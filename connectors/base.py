@@ -8,10 +8,11 @@ calls only what is declared here, in this order: `verify` the raw body (before a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from app.snapshot import OrderSnapshot
+from app.events import Event
+from app.models import Shop
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,14 @@ class Connector(ABC):
     topic_header: str | None = None  # where the event type travels, when it is a header
 
     @abstractmethod
-    def verify(self, raw_body: bytes, headers: Mapping[str, str], secret: str) -> bool:
-        """True when the signature of `raw_body` under `secret` matches (constant-time compare)."""
+    def verify(self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> bool:
+        """True when the signature of `raw_body` matches under one of `secrets` (constant time).
+        Several secrets are accepted while one is being rotated."""
 
     @abstractmethod
     def identify(self, raw_body: bytes, headers: Mapping[str, str]) -> Delivery:
         """The shop, delivery id and topic, from headers (and, if the platform puts them there, the body)."""
 
     @abstractmethod
-    def parse(self, topic: str, raw_body: bytes, shop: str) -> list[OrderSnapshot]:
-        """The order snapshots this delivery speaks for (none for topics that are not about orders)."""
+    def parse(self, topic: str, raw_body: bytes, shop: Shop) -> list[Event]:
+        """What this delivery means. Raises app.intake.MalformedDelivery when it cannot be read."""

@@ -126,11 +126,6 @@ def test_create_app_refuses_production_with_default_secrets(environ: pytest.Monk
         create_app()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG web.create_app(settings) skips Settings.check(): only settings read from the environment are "
-    "checked, so explicitly built production settings with the default secrets start an app",
-)
 def test_create_app_refuses_explicit_production_settings_with_default_secrets(tmp_path: Path) -> None:
     settings = Settings(env="production", database_url=f"sqlite:///{tmp_path / 'app.db'}")
     with pytest.raises(ConfigError, match="CLAWBACK_SECRET_KEY"):
@@ -214,3 +209,15 @@ def test_shop_credentials_are_not_stored_in_plaintext(
     with db.session() as session:
         shop = session.get(Shop, rows[0]["id"])
         assert read_credentials(app.extensions["clawback"].vault, shop) == credentials
+
+
+def test_cli_reports_unsafe_production_settings_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from web.cli import cli
+
+    monkeypatch.setenv("CLAWBACK_ENV", "production")
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 2
+    assert "CLAWBACK_SECRET_KEY" in result.output
+    assert "Traceback" not in result.output

@@ -31,6 +31,7 @@ from app.demo import seed
 from app.models import (
     Award,
     Customer,
+    DataExport,
     LedgerEntry,
     Order,
     Redemption,
@@ -230,6 +231,10 @@ def make_writeback(session: Session, p: Parents, **kw: Any) -> Writeback:
     return add(session, Writeback(**{**fields, **kw}))
 
 
+def make_export(session: Session, p: Parents, **kw: Any) -> DataExport:
+    return add(session, DataExport(**{"shop_id": p.shop_id, "customer_ref": "c", "request_id": "r", **kw}))
+
+
 def make_parents(db: Database) -> Parents:
     with db.session() as session:
         shop = make_shop(session)
@@ -298,10 +303,14 @@ def test_deleting_a_shop_cascades_through_all_its_rows(db: Database, parents: Pa
             make_entry(session, p, redemption_id=redemption.id, kind="redeem", coins_delta=-5)
             make_delivery(session, p)
             make_writeback(session, p)
+            make_export(session, p)
     with db.session() as session:
         session.delete(session.get(Shop, parents.shop_id))
 
-    children = (Customer, Order, Award, Redemption, LedgerEntry, WebhookDelivery, Writeback)
+    children = (Customer, Order, Award, Redemption, LedgerEntry, WebhookDelivery, Writeback, DataExport)
+    assert {m.__tablename__ for m in children} == {
+        t.name for t in SQLModel.metadata.tables.values() if "shop_id" in t.c
+    }
     assert count(db, Shop, Shop.id == parents.shop_id) == 0
     assert {m.__name__: count(db, m, m.shop_id == parents.shop_id) for m in children} == dict.fromkeys(
         (m.__name__ for m in children), 0

@@ -13,7 +13,7 @@ from web.extensions import Services, init_db
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app for `settings` (read from the environment when not given)."""
-    settings = settings or load_settings()
+    settings = settings.check() if settings else load_settings()
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,

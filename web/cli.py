@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
+from flask import Flask
 from flask.cli import FlaskGroup
 from sqlalchemy import inspect
 from sqlmodel import Session, col, select
 
 from app import audit, migrate, service, wallet
-from app.errors import ClawbackError
+from app.errors import ClawbackError, ConfigError
 from app.models import Customer, LedgerEntry, Shop, as_utc
 from app.shops import (
     change_settings,
@@ -76,9 +77,18 @@ def parse_time(value: str | None) -> datetime | None:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _create_app() -> Flask:
+    try:
+        return create_app()
+    except ConfigError as exc:
+        # A clear sentence, not a traceback: the operator has a variable to set.
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+
+
 cli = FlaskGroup(
     name="clawback",
-    create_app=create_app,
+    create_app=_create_app,
     add_default_commands=False,
     load_dotenv=False,
     help="Clawback: loyalty coins that follow the order.",

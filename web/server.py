@@ -37,5 +37,7 @@ def run(host: str, port: int, workers: int) -> None:
         "timeout": 30,
         "graceful_timeout": 10,
         "accesslog": "-",
+        # gunicorn's control socket defaults to one path per user: two servers would share it.
+        "control_socket_disable": True,
         "when_ready": on_ready(host, port),
     }).run()  # fmt: skip
