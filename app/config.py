@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     app_url: str = Field("http://127.0.0.1:8000", alias="CLAWBACK_APP_URL")
     shopify_api_key: str = Field("", alias="SHOPIFY_API_KEY")
     shopify_api_secret: str = Field("", alias="SHOPIFY_API_SECRET")
+    # The previous secret, accepted for webhooks and session tokens while the secret is rotated.
+    shopify_old_api_secret: str = Field("", alias="SHOPIFY_OLD_API_SECRET")
     shopify_scopes: str = Field("read_orders,read_customers,write_customers,write_discounts", alias="SHOPIFY_SCOPES")
     max_body_bytes: int = Field(1_000_000, alias="CLAWBACK_MAX_BODY_BYTES")
 

@@ -6,6 +6,8 @@ it never touches the ledger (the service does). Connectors register themselves w
 
 from __future__ import annotations
 
+import importlib
+
 from connectors.base import Connector, Delivery
 
 _REGISTRY: dict[str, type[Connector]] = {}
@@ -19,7 +21,12 @@ def register(cls: type[Connector]) -> type[Connector]:
     return cls
 
 
+KNOWN = ("shopify",)  # packages under connectors/, imported on first use
+
+
 def get(name: str) -> type[Connector]:
+    if name not in _REGISTRY and name in KNOWN:
+        importlib.import_module(f"connectors.{name}")
     try:
         return _REGISTRY[name]
     except KeyError:

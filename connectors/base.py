@@ -1,8 +1,9 @@
 """The small interface every platform implements (python-social-auth's backends are the model).
 
 Differences between platforms are class attributes and a few overridden methods; the web layer
-calls only what is declared here, in this order: `verify` the raw body (before any parsing),
-`identify` the delivery, store it, and later `parse` it into order snapshots.
+calls only what is declared here, in this order: `shop_hint` from the headers, `verify` the raw
+body with that shop's `secrets` (before any parsing), `identify` the delivery, store it, and later
+`parse` it into domain events.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from app.config import Settings
 from app.events import Event
 from app.models import Shop
 
@@ -30,6 +33,17 @@ class Connector(ABC):
     name: str  # registry key and `shops.platform`
     signature_header: str  # the header carrying the HMAC of the raw body
     topic_header: str | None = None  # where the event type travels, when it is a header
+    # Privacy topics answered 200 even for a shop we do not hold: there is nothing to give or erase.
+    compliance_topics: frozenset[str] = frozenset()
+
+    @abstractmethod
+    def shop_hint(self, headers: Mapping[str, str]) -> str | None:
+        """Which shop the delivery claims to come from, from headers alone (nothing parsed yet),
+        normalized as `shops.domain` stores it; None when the headers do not say."""
+
+    @abstractmethod
+    def secrets(self, settings: Settings, credentials: Mapping[str, Any]) -> list[str]:
+        """The secrets a delivery for this shop may be signed with, newest first."""
 
     @abstractmethod
     def verify(self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> bool:
@@ -38,7 +52,7 @@ class Connector(ABC):
 
     @abstractmethod
     def identify(self, raw_body: bytes, headers: Mapping[str, str]) -> Delivery:
-        """The shop, delivery id and topic, from headers (and, if the platform puts them there, the body)."""
+        """The shop, delivery id and topic of a verified delivery; ValueError when they are missing."""
 
     @abstractmethod
     def parse(self, topic: str, raw_body: bytes, shop: Shop) -> list[Event]:

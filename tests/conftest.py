@@ -25,6 +25,8 @@ from tests.factories import Books
 
 PG_URL = os.environ.get("CLAWBACK_TEST_DATABASE_URL", "")
 TEST_ENCRYPTION_KEY = "test-encryption-key"
+SHOPIFY_API_KEY = "test-api-key"
+SHOPIFY_API_SECRET = "test-api-secret"  # noqa: S105 - a test value
 
 
 def pytest_report_header() -> str:
@@ -82,7 +84,14 @@ def fresh_database(_template: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(env="test", database_url=database_url, encryption_key=TEST_ENCRYPTION_KEY)
+    return Settings(
+        env="test",
+        database_url=database_url,
+        encryption_key=TEST_ENCRYPTION_KEY,
+        shopify_api_key=SHOPIFY_API_KEY,
+        shopify_api_secret=SHOPIFY_API_SECRET,
+        app_url="https://clawback.example",
+    )
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import logging
 from flask import Flask
 
 from app.config import Settings, load_settings
-from web import health, overview
+from web import health, overview, webhooks
 from web.extensions import Services, init_db
 
 
@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["clawback"] = Services.from_settings(settings)
     init_db(app)
     app.register_blueprint(health.bp)
+    app.register_blueprint(webhooks.bp)
     if settings.env != "production":
         # A read-only look at the books for the demo and for development; the merchant's pages,
         # with authentication, are a separate blueprint.

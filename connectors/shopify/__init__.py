@@ -1,0 +1,165 @@
+"""Shopify: webhooks verified by HMAC, orders translated to snapshots, topics dispatched by table."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from shopify.utils.shop_url import sanitize_shop_domain
+from shopify_app import ShopifyApp
+
+from app.config import Settings
+from app.events import (
+    AppUninstalled,
+    CustomerDataRequested,
+    CustomerRedacted,
+    Event,
+    Ignored,
+    OrderAmended,
+    OrderChanged,
+    ShopRedacted,
+)
+from app.intake import MalformedDelivery
+from app.models import Shop
+from app.snapshot import Refund, Status
+from connectors import register
+from connectors.base import Connector, Delivery
+from connectors.shopify import translate
+
+log = logging.getLogger(__name__)
+API_VERSION = "2026-07"
+
+
+def shop_domain(raw: str | None) -> str | None:
+    """The shop's myshopify domain, or None when `raw` is not one (ShopifyAPI's anchored check)."""
+    return sanitize_shop_domain(raw) if raw else None
+
+
+def _order(body: Any, shop: Shop) -> list[Event]:
+    return [OrderChanged(translate.order_snapshot(body, shop.domain, shop.currency))]
+
+
+def _refund(body: Any, shop: Shop) -> list[Event]:
+    # Transactions are presentment money; the line items give the order's shop/presentment rate.
+    shop_total = presented = Decimal(0)
+    for item in body.get("refund_line_items") or []:
+        node = item.get("subtotal_set") or {}
+        if "shop_money" in node and "presentment_money" in node:
+            shop_total += translate.money(node["shop_money"]["amount"], "subtotal_set.shop_money")
+            presented += translate.money(node["presentment_money"]["amount"], "subtotal_set.presentment_money")
+    rate = shop_total / presented if presented else Decimal(1)
+    refund = Refund(str(body["id"]), translate.refund_amount(body, rate))
+    at = translate.timestamp(body.get("processed_at") or body.get("created_at"), "created_at")
+    return [OrderAmended(str(body["order_id"]), at, refund=refund)]
+
+
+def _fulfillment_event(body: Any, shop: Shop) -> list[Event]:
+    if str(body.get("status", "")).lower() not in translate.DELIVERED_SHIPMENT_STATUSES:
+        return [Ignored(f"fulfillment event '{body.get('status')}' is not a delivery")]
+    at = translate.timestamp(body.get("happened_at") or body.get("created_at"), "happened_at")
+    return [OrderAmended(str(body["order_id"]), at, status=Status.DELIVERED)]
+
+
+def _return_closed(body: Any, shop: Shop) -> list[Event]:
+    order = body.get("order") or {}
+    if str(body.get("status", "closed")).lower() != "closed" or order.get("id") is None:
+        return [Ignored("the return is not closed")]
+    at = translate.timestamp(body.get("updated_at") or body.get("created_at") or "1970-01-01T00:00:00+00:00", "at")
+    return [OrderAmended(str(order["id"]), at, status=Status.RETURNED)]
+
+
+def _ids(values: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in values or [])
+
+
+def _data_request(body: Any, shop: Shop) -> list[Event]:
+    request = body.get("data_request") or {}
+    return [CustomerDataRequested(str(body["customer"]["id"]), str(request.get("id", "")),
+                                  _ids(body.get("orders_requested")))]  # fmt: skip
+
+
+def _customer_redact(body: Any, shop: Shop) -> list[Event]:
+    return [CustomerRedacted(str(body["customer"]["id"]), _ids(body.get("orders_to_redact")))]
+
+
+def _orders_edited(body: Any, shop: Shop) -> list[Event]:
+    # The edit envelope carries no totals; Shopify follows it with orders/updated, which does.
+    return [Ignored("orders/edited carries no totals; the orders/updated that follows does")]
+
+
+# topic → what the delivery means. Anything else is accepted, logged and ignored.
+TOPICS: Mapping[str, Callable[[Any, Shop], list[Event]]] = {
+    "orders/create": _order,
+    "orders/paid": _order,
+    "orders/updated": _order,
+    "orders/cancelled": _order,
+    "orders/fulfilled": _order,
+    "orders/partially_fulfilled": _order,
+    "orders/edited": _orders_edited,
+    "refunds/create": _refund,
+    "fulfillment_events/create": _fulfillment_event,
+    "returns/close": _return_closed,
+    "app/uninstalled": lambda body, shop: [AppUninstalled()],
+    "customers/data_request": _data_request,
+    "customers/redact": _customer_redact,
+    "shop/redact": lambda body, shop: [ShopRedacted()],
+}
+# Compliance topics are answered 200 even for a shop we no longer know: there is nothing to erase.
+COMPLIANCE_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact"})
+
+
+@register
+class ShopifyConnector(Connector):
+    name = "shopify"
+    signature_header = "X-Shopify-Hmac-Sha256"
+    topic_header = "X-Shopify-Topic"
+    compliance_topics = COMPLIANCE_TOPICS
+
+    def shop_hint(self, headers: Mapping[str, str]) -> str | None:
+        return shop_domain(headers.get("X-Shopify-Shop-Domain"))
+
+    def secrets(self, settings: Settings, credentials: Mapping[str, Any]) -> list[str]:
+        # One app secret for every shop; the old one stays valid while it is being rotated.
+        return [s for s in (settings.shopify_api_secret, settings.shopify_old_api_secret) if s]
+
+    def verify(self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> bool:
+        """Base64 HMAC-SHA256 of the raw body, checked by Shopify's own SDK (new secret, then old)."""
+        keys = [s for s in secrets if s]
+        if not keys:
+            return False
+        try:
+            body = raw_body.decode("utf-8")
+            app = ShopifyApp("clawback", keys[0], keys[1] if len(keys) > 1 else None)
+            result = app.verify_webhook_req({"method": "POST", "headers": dict(headers), "url": "", "body": body})
+        except (UnicodeDecodeError, TypeError, ValueError):
+            return False  # non-UTF-8 body or a non-ASCII signature: not Shopify's
+        return bool(result.ok)
+
+    def identify(self, raw_body: bytes, headers: Mapping[str, str]) -> Delivery:
+        domain = shop_domain(headers.get("X-Shopify-Shop-Domain"))
+        webhook_id = (headers.get("X-Shopify-Webhook-Id") or "").strip()
+        topic = (headers.get("X-Shopify-Topic") or "").strip()
+        if domain is None:
+            raise ValueError("X-Shopify-Shop-Domain is missing or not a myshopify.com domain")
+        if not webhook_id or len(webhook_id) > 200:
+            raise ValueError("X-Shopify-Webhook-Id is missing")
+        if not topic or len(topic) > 100:
+            raise ValueError("X-Shopify-Topic is missing")
+        return Delivery(shop=domain, delivery_id=webhook_id, topic=topic)
+
+    def parse(self, topic: str, raw_body: bytes, shop: Shop) -> list[Event]:
+        handler = TOPICS.get(topic)
+        if handler is None:
+            return [Ignored(f"topic {topic} is not one Clawback acts on")]
+        try:
+            body = json.loads(raw_body)
+            if not isinstance(body, dict):
+                raise MalformedDelivery("the body is not a JSON object")
+            return handler(body, shop)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise MalformedDelivery(f"invalid JSON: {exc}") from exc
+        except (translate.TranslationError, KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise MalformedDelivery(f"{topic}: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,74 @@
+"""POST /webhooks/<platform>: read the raw bytes, verify, store, answer. Processing follows.
+
+The order is the security: nothing is parsed or written before the signature is verified, and
+the 200 goes out only once the raw delivery is durable (so no accepted webhook can be lost; a
+processing failure leaves the stored row to retry or replay).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import cast
+
+from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
+from sqlmodel import select
+
+import connectors
+from app.intake import process_delivery, store_delivery
+from app.models import Shop
+from app.shops import read_credentials
+from web.extensions import get_session, services
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhooks", __name__)
+
+# Header names worth keeping with the delivery (never the signature: it proves nothing later).
+_KEPT_HEADERS = ("Content-Type", "User-Agent")
+
+
+def _refuse(status: int, message: str) -> ResponseReturnValue:
+    log.info("webhook refused: %s %s", status, message)
+    return jsonify(error=message), status
+
+
+@bp.post("/webhooks/<platform>")
+def receive(platform: str) -> ResponseReturnValue:
+    try:
+        connector = connectors.get(platform)()
+    except LookupError:
+        return _refuse(404, f"no webhooks for platform '{platform}'")
+    raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: werkzeug answers 413 here
+    # werkzeug's Headers: a case-insensitive mapping, which is what connectors need.
+    headers = cast(Mapping[str, str], request.headers)
+    svc = services()
+    session = get_session()
+    domain = connector.shop_hint(headers)
+    shop = None
+    if domain is not None:
+        shop = session.exec(select(Shop).where(Shop.platform == platform, Shop.domain == domain)).first()
+    credentials = read_credentials(svc.vault, shop) if shop is not None else {}
+    if not connector.verify(raw, headers, connector.secrets(svc.settings, credentials)):
+        return _refuse(401, "signature missing or invalid")
+    try:
+        delivery = connector.identify(raw, headers)
+    except ValueError as exc:
+        return _refuse(400, str(exc))
+    if shop is None or shop.id is None:
+        if delivery.topic in connector.compliance_topics:
+            return jsonify(status="nothing held for this shop"), 200
+        return _refuse(404, f"shop {delivery.shop} is not installed")
+    kept = {k: v for k, v in request.headers.items() if k.startswith("X-") or k in _KEPT_HEADERS}
+    kept.pop(connector.signature_header, None)
+    pk = store_delivery(session, shop_id=shop.id, platform=platform, topic=delivery.topic,
+                        delivery_id=delivery.delivery_id, body=raw, headers=kept)  # fmt: skip
+    session.commit()  # durable before we answer, and before processing starts
+    if pk is None:
+        return jsonify(status="duplicate"), 200
+    try:
+        process_delivery(svc.db, pk, connector.parse)
+    except Exception:
+        # Stored, so not lost: the error is on the row, and replay or the job queue retries it.
+        log.exception("processing delivery %s failed; it stays stored for retry", pk)
+    return jsonify(status="accepted"), 200
