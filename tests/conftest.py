@@ -26,7 +26,7 @@ from tests.factories import Books
 PG_URL = os.environ.get("CLAWBACK_TEST_DATABASE_URL", "")
 TEST_ENCRYPTION_KEY = "test-encryption-key"
 SHOPIFY_API_KEY = "test-api-key"
-SHOPIFY_API_SECRET = "test-api-secret"  # noqa: S105 - a test value
+SHOPIFY_API_SECRET = "test-api-secret"
 
 
 def pytest_report_header() -> str:
