@@ -26,6 +26,7 @@ PLATFORMS = ("shopify", "woocommerce", "fynd", "demo")
 ENTRY_KINDS = ("earn", "pending", "release", "void", "revert", "redeem", "redeem_refund", "adjust", "expire")
 AWARD_STATES = ("held", "active")
 DELIVERY_STATES = ("received", "processed", "failed", "ignored")
+WRITEBACK_STATES = ("pending", "done", "failed", "skipped")
 
 
 def utcnow() -> datetime:
@@ -218,7 +219,11 @@ class Writeback(SQLModel, table=True):
     the ledger's transaction so it is never lost and never decided twice."""
 
     __tablename__ = "writebacks"
-    __table_args__ = (UniqueConstraint("shop_id", "idempotency_key", name="uq_writebacks_shop_idempotency"),)
+    __table_args__ = (
+        UniqueConstraint("shop_id", "idempotency_key", name="uq_writebacks_shop_idempotency"),
+        CheckConstraint(_in("status", WRITEBACK_STATES), name="ck_writebacks_status"),
+        Index("ix_writebacks_status_next", "status", "next_attempt_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     shop_id: int = Field(foreign_key="shops.id", ondelete="CASCADE")
@@ -229,6 +234,8 @@ class Writeback(SQLModel, table=True):
     attempts: int = 0
     last_error: str | None = None
     created_at: datetime = _ts()
+    next_attempt_at: datetime = _ts()
+    done_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class DataExport(SQLModel, table=True):

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, select
 
-from app import ledger, rules
+from app import ledger, rules, writebacks
 from app.ledger import Posting
-from app.models import Award, Customer, LedgerEntry, Order, Redemption, Shop, Writeback, utcnow
+from app.models import Award, Customer, LedgerEntry, Order, Redemption, Shop, utcnow
 from app.shop_settings import ShopSettings
 from app.snapshot import OrderSnapshot, normalize_tag
 
@@ -86,7 +86,7 @@ def apply_snapshot(
         customer.tags = sorted(set(customer.tags) | merged.customer_tags)
     order.customer_id = customer.id
     _settle_award(session, shop, settings, order, merged, customer, source, now, outcome)
-    settle_redemptions(session, settings, merged, customer, source, outcome)
+    settle_redemptions(session, shop, merged, customer, source, outcome)
     return outcome
 
 
@@ -129,13 +129,14 @@ def _settle_award(
     else:
         rule = rules.EarnRule.from_json(award.rule)
         decision = rules.earn_target(snap, rule, settings.revert, booked=award.coins_booked, held=award.state == "held")
-    entry = _move_award(session, settings, award, customer, snap, rule, decision, source, now)
+    entry = _move_award(session, shop, settings, award, customer, snap, rule, decision, source, now)
     if entry is not None:
         outcome.entries.append(entry)
 
 
 def _move_award(
     session: Session,
+    shop: Shop,
     settings: ShopSettings,
     award: Award,
     customer: Customer,
@@ -181,7 +182,7 @@ def _move_award(
     else:
         award.coins_reverted += -diff
     session.add(award)
-    return ledger.post(session, customer, posting)
+    return post(session, shop, customer, posting)
 
 
 def _revert_posting(
@@ -215,30 +216,31 @@ def flag_customer(session: Session, customer: Customer, tag: str, now: datetime,
         customer.tags = [*customer.tags, tag]
     customer.flagged_at = customer.flagged_at or now
     session.add(customer)
-    key = f"tag:{customer.id}:{normalize_tag(tag)}"
-    exists = session.exec(
-        select(Writeback).where(Writeback.shop_id == customer.shop_id, Writeback.idempotency_key == key)
-    ).first()
-    if exists is None:
-        session.add(
-            Writeback(
-                shop_id=customer.shop_id,
-                kind="tag_customer",
-                idempotency_key=key,
-                payload={"customer_id": customer.platform_customer_id, "tag": tag, "why": why},
-            )
-        )
+    payload: dict[str, object] = {"customer_id": customer.platform_customer_id, "tag": tag, "why": why}
+    writebacks.intend(session, customer.shop_id, "tag_customer", f"tag:{customer.id}:{normalize_tag(tag)}", payload)
+
+
+def post(session: Session, shop: Shop, customer: Customer, posting: Posting) -> LedgerEntry | None:
+    """Post to the ledger and, for a store-credit program, intend the same move on the platform."""
+    entry = ledger.post(session, customer, posting)
+    if entry is not None and entry.coins_delta and ShopSettings.from_stored(shop.settings).earn.store_credit:
+        writebacks.intend(session, customer.shop_id, "store_credit", f"store_credit:{posting.key}", {
+            "customer_id": customer.platform_customer_id, "minor_units": entry.coins_delta,
+            "currency": shop.currency, "entry_key": posting.key, "explanation": entry.explanation,
+        })  # fmt: skip
+    return entry
 
 
 def settle_redemptions(
     session: Session,
-    settings: ShopSettings,
+    shop: Shop,
     snap: OrderSnapshot,
     customer: Customer,
     source: str,
     outcome: Outcome | None = None,
 ) -> None:
     """Link redemptions to this order (by order id or discount code) and return what is due."""
+    settings = ShopSettings.from_stored(shop.settings)
     query = select(Redemption).where(Redemption.shop_id == customer.shop_id).with_for_update()
     linked = session.exec(query.where(Redemption.order_ref == snap.order_id)).all()
     if snap.discount_codes:
@@ -258,8 +260,9 @@ def settle_redemptions(
         session.add(redemption)
         owner = customer if redemption.customer_id == customer.id else session.get(Customer, redemption.customer_id)
         assert owner is not None
-        entry = ledger.post(
+        entry = post(
             session,
+            shop,
             owner,
             Posting(
                 "redeem_refund",
@@ -296,8 +299,11 @@ def release_due(session: Session, now: datetime | None = None, source: str = "jo
         if held == 0:
             continue  # everything was voided during the hold
         label = order.name or f"#{order.platform_order_id}"
-        entry = ledger.post(
+        shop = session.get(Shop, award.shop_id)
+        assert shop is not None
+        entry = post(
             session,
+            shop,
             customer,
             Posting(
                 "release",

@@ -57,6 +57,8 @@ class EarnSettings(_Section):
     min_order: Decimal = Field(Decimal("0"), ge=0, le=1_000_000_000)
     exclude_tags: list[str] = Field(default_factory=list)
     rounding: Literal["down", "half_up", "up"] = "down"
+    # Coins are the platform's own store credit in minor units: every move is mirrored there.
+    store_credit: bool = False
 
     _tags = field_validator("exclude_tags")(_clean_tags)
 
@@ -144,7 +146,7 @@ def _parse(key: str, raw: Any) -> Any:
         return raw
     if key in _LIST_KEYS:
         return [part for part in (p.strip() for p in raw.split(",")) if part]
-    if key in ("revert.enabled", "revert.keep_on_return", "revert.exclude_flagged"):
+    if key in ("revert.enabled", "revert.keep_on_return", "revert.exclude_flagged", "earn.store_credit"):
         word = raw.strip().lower()
         if word not in _BOOL_WORDS:
             raise InvalidInput(f"{key} must be true or false, not '{raw}'", field=key)

@@ -117,3 +117,9 @@ def change_settings(session: Session, shop: Shop, changes: dict[str, Any]) -> Sh
     session.add(shop)
     session.flush()
     return updated
+
+
+def store_credentials(session: Session, vault: Vault, shop: Shop, credentials: dict[str, Any]) -> None:
+    """Replace the shop's credentials (renewed tokens), encrypted."""
+    shop.credentials = vault.encrypt(json.dumps(credentials, sort_keys=True))
+    session.add(shop)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from sqlmodel import Session, select
 
-from app import ledger
+from app import ledger, writebacks
 from app.errors import InsufficientCoins, InvalidInput, NotFound
 from app.ledger import Posting
 from app.models import Customer, LedgerEntry, Order, Redemption, Shop
-from app.service import settle_redemptions
+from app.service import post, settle_redemptions
 from app.shop_settings import ShopSettings
 from app.snapshot import OrderSnapshot
 
@@ -69,8 +70,9 @@ def redeem(
     session.add(redemption)
     session.flush()
     where = f"order #{order_ref}" if order_ref else (f"code {code}" if code else "a reward")
-    entry = ledger.post(
+    entry = post(
         session,
+        shop,
         customer,
         Posting(
             "redeem",
@@ -84,6 +86,13 @@ def redeem(
         ),
     )
     assert entry is not None
+    if code is not None:
+        # The code goes to the platform as a single-use discount worth the coins, for this customer.
+        value = ShopSettings.from_stored(shop.settings).redeem.coin_value * coins
+        writebacks.intend(session, shop.id, "discount_code", f"discount:{redemption.id}", {
+            "code": code, "amount": str(value.quantize(Decimal("0.01"))), "currency": shop.currency,
+            "customer_id": platform_customer_id, "redemption_id": redemption.id, "coins": coins,
+        })  # fmt: skip
     if order_ref is not None:
         # The order may already be cancelled: settle now rather than at its next event.
         order = session.exec(
@@ -91,7 +100,7 @@ def redeem(
         ).first()
         if order is not None and order.snapshot:
             snap = OrderSnapshot.from_json(order.snapshot)
-            settle_redemptions(session, ShopSettings.from_stored(shop.settings), snap, customer, source)
+            settle_redemptions(session, shop, snap, customer, source)
     return redemption, entry
 
 
@@ -105,8 +114,9 @@ def adjust(session: Session, shop: Shop, platform_customer_id: str, coins: int, 
         raise InvalidInput("a reason of 3 to 500 characters is required", field="reason")
     customer = _customer(session, shop, platform_customer_id)
     verb = "added" if coins > 0 else "removed"
-    return ledger.post(
+    return post(
         session,
+        shop,
         customer,
         Posting("adjust", "manual", f"{abs(coins)} coins {verb} by hand: {reason}", source=source, key=key,
                 coins_delta=coins),

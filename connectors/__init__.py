@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import importlib
 
+from sqlmodel import Session
+
+from app.config import Settings
+from app.crypto import Vault
+from app.models import Shop, Writeback
+from app.writebacks import Executor
 from connectors.base import Connector, Delivery
 
 _REGISTRY: dict[str, type[Connector]] = {}
@@ -33,8 +39,26 @@ def get(name: str) -> type[Connector]:
         raise LookupError(f"no connector for platform '{name}'") from None
 
 
+def writeback_executor(settings: Settings, vault: Vault) -> Executor:
+    """One executor for every shop: each write-back goes to its shop's platform."""
+    cache: dict[str, Executor | None] = {}
+
+    def execute(session: Session, shop: Shop, row: Writeback) -> str:
+        if shop.platform not in cache:
+            try:
+                cache[shop.platform] = get(shop.platform)().writeback_executor(settings, vault)
+            except LookupError:
+                cache[shop.platform] = None
+        platform_execute = cache[shop.platform]
+        if platform_execute is None:
+            return f"skipped: {shop.platform} shops take no write-backs"
+        return platform_execute(session, shop, row)
+
+    return execute
+
+
 def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-__all__ = ["Connector", "Delivery", "get", "names", "register"]
+__all__ = ["Connector", "Delivery", "get", "names", "register", "writeback_executor"]

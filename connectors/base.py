@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.config import Settings
+from app.crypto import Vault
 from app.events import Event
 from app.models import Shop
+from app.writebacks import Executor
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class Connector(ABC):
     @abstractmethod
     def identify(self, raw_body: bytes, headers: Mapping[str, str]) -> Delivery:
         """The shop, delivery id and topic of a verified delivery; ValueError when they are missing."""
+
+    def writeback_executor(self, settings: Settings, vault: Vault) -> Executor | None:
+        """How this platform carries out write-back intents; None when it has none."""
+        return None
 
     @abstractmethod
     def parse(self, topic: str, raw_body: bytes, shop: Shop) -> list[Event]:

@@ -7,7 +7,7 @@ import logging
 from flask import Flask
 
 from app.config import Settings, load_settings
-from web import health, overview, webhooks
+from web import auth, health, overview, webhooks
 from web.extensions import Services, init_db
 
 
@@ -19,11 +19,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         CLAWBACK_ENV=settings.env,
+        SESSION_COOKIE_SECURE=settings.app_url.startswith("https://"),
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
     )
     app.extensions["clawback"] = Services.from_settings(settings)
     init_db(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(auth.bp)
     if settings.env != "production":
         # A read-only look at the books for the demo and for development; the merchant's pages,
         # with authentication, are a separate blueprint.

@@ -12,6 +12,7 @@ from shopify.utils.shop_url import sanitize_shop_domain
 from shopify_app import ShopifyApp
 
 from app.config import Settings
+from app.crypto import Vault
 from app.events import (
     AppUninstalled,
     CustomerDataRequested,
@@ -25,6 +26,7 @@ from app.events import (
 from app.intake import MalformedDelivery
 from app.models import Shop
 from app.snapshot import Refund, Status
+from app.writebacks import Executor
 from connectors import register
 from connectors.base import Connector, Delivery
 from connectors.shopify import translate
@@ -124,6 +126,11 @@ class ShopifyConnector(Connector):
     def secrets(self, settings: Settings, credentials: Mapping[str, Any]) -> list[str]:
         # One app secret for every shop; the old one stays valid while it is being rotated.
         return [s for s in (settings.shopify_api_secret, settings.shopify_old_api_secret) if s]
+
+    def writeback_executor(self, settings: Settings, vault: Vault) -> Executor | None:
+        from connectors.shopify.writeback import executor  # the Admin client loads only when needed
+
+        return executor(settings, vault)
 
     def verify(self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> bool:
         """Base64 HMAC-SHA256 of the raw body, checked by Shopify's own SDK (new secret, then old)."""

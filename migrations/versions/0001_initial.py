@@ -104,10 +104,15 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.String(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint("status IN ('pending', 'done', 'failed', 'skipped')", name="ck_writebacks_status"),
         sa.ForeignKeyConstraint(["shop_id"], ["shops.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("shop_id", "idempotency_key", name="uq_writebacks_shop_idempotency"),
     )
+    with op.batch_alter_table("writebacks", schema=None) as batch_op:
+        batch_op.create_index("ix_writebacks_status_next", ["status", "next_attempt_at"], unique=False)
     op.create_table(
         "orders",
         sa.Column("id", sa.Integer(), nullable=False),
