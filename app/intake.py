@@ -110,7 +110,8 @@ def process_delivery(db: Database, delivery_pk: int, parse: Parser, *, now: date
                 return "failed"
             status = _carry_out(session, shop, delivery, events, now or utcnow())
             if status != "erased":
-                _finish(delivery, status, None)
+                # An ignored delivery keeps its reason where the operator will look for it.
+                _finish(delivery, status, delivery.last_error if status == "ignored" else None)
                 session.add(delivery)
             return status
     except Exception as exc:
@@ -154,10 +155,13 @@ def _carry_out(session: Session, shop: Shop, delivery: WebhookDelivery, events: 
             privacy.uninstall(session, shop, now)
             status = "processed"
         elif isinstance(event, CustomerDataRequested):
+            delivery.customer_ref = event.customer_id
             privacy.export_customer(session, shop, event.customer_id, event.request_id)
             status = "processed"
         elif isinstance(event, CustomerRedacted):
             privacy.redact_customer(session, shop, event.customer_id, event.order_ids)
+            # This very request names the customer too: erase it with the rest.
+            delivery.body, delivery.headers, delivery.customer_ref = privacy.REDACTED_BODY, {}, None
             status = "processed"
         elif isinstance(event, ShopRedacted):
             privacy.redact_shop(session, shop)

@@ -44,18 +44,33 @@ def _order(body: Any, shop: Shop) -> list[Event]:
     return [OrderChanged(translate.order_snapshot(body, shop.domain, shop.currency))]
 
 
-def _refund(body: Any, shop: Shop) -> list[Event]:
-    # Transactions are presentment money; the line items give the order's shop/presentment rate.
+def _shop_rate(body: Mapping[str, Any]) -> Decimal | None:
+    """shop money per presentment unit, from the refund's own lines (items, shipping, adjustments)."""
     shop_total = presented = Decimal(0)
-    for item in body.get("refund_line_items") or []:
-        node = item.get("subtotal_set") or {}
-        if "shop_money" in node and "presentment_money" in node:
-            shop_total += translate.money(node["shop_money"]["amount"], "subtotal_set.shop_money")
-            presented += translate.money(node["presentment_money"]["amount"], "subtotal_set.presentment_money")
-    rate = shop_total / presented if presented else Decimal(1)
-    refund = Refund(str(body["id"]), translate.refund_amount(body, rate))
+    nodes = [item.get("subtotal_set") for item in body.get("refund_line_items") or []]
+    nodes += [line.get("subtotal_amount_set") for line in body.get("refund_shipping_lines") or []]
+    nodes += [adjustment.get("amount_set") for adjustment in body.get("order_adjustments") or []]
+    for node in nodes:
+        if isinstance(node, Mapping) and "shop_money" in node and "presentment_money" in node:
+            shop_total += abs(translate.money(node["shop_money"]["amount"], "shop_money.amount"))
+            presented += abs(translate.money(node["presentment_money"]["amount"], "presentment_money.amount"))
+    return shop_total / presented if presented else None
+
+
+def _refund(body: Any, shop: Shop) -> list[Event]:
+    refund_id, order_id = str(body["id"]), str(body["order_id"])
+    # Transactions are presentment money; the refund's lines give the shop/presentment rate.
+    rate = _shop_rate(body)
+    if rate is None:
+        currencies = {tx.get("currency") for tx in body.get("transactions") or []}
+        if currencies != {shop.currency}:
+            # No rate and no currency we can trust: the orders/updated that follows carries this
+            # refund in shop money, so waiting for it is exact where guessing could be far off.
+            return [Ignored("refund without lines in a currency we cannot confirm; orders/updated carries it")]
+        rate = Decimal(1)
+    refund = Refund(refund_id, translate.refund_amount(body, rate))
     at = translate.timestamp(body.get("processed_at") or body.get("created_at"), "created_at")
-    return [OrderAmended(str(body["order_id"]), at, refund=refund)]
+    return [OrderAmended(order_id, at, refund=refund)]
 
 
 def _fulfillment_event(body: Any, shop: Shop) -> list[Event]:

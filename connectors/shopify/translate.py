@@ -68,7 +68,8 @@ def statuses(order: Mapping[str, Any]) -> frozenset[Status]:
     if order.get("cancelled_at"):
         found.add(Status.CANCELLED)
     for fulfillment in order.get("fulfillments") or []:
-        if isinstance(fulfillment, Mapping) and fulfillment.get("shipment_status") in DELIVERED_SHIPMENT_STATUSES:
+        shipment = str(fulfillment.get("shipment_status") or "").lower() if isinstance(fulfillment, Mapping) else ""
+        if shipment in DELIVERED_SHIPMENT_STATUSES:
             found.add(Status.DELIVERED)
     for ret in order.get("returns") or []:
         if isinstance(ret, Mapping) and str(ret.get("status", "")).lower() in RETURNED_STATUSES:
@@ -91,7 +92,7 @@ def refund_amount(refund: Mapping[str, Any], rate: Decimal = Decimal(1)) -> Deci
     """Money a refund returned, in shop money: its successful refund transactions."""
     total = Decimal(0)
     for tx in refund.get("transactions") or []:
-        if isinstance(tx, Mapping) and tx.get("kind") == "refund" and tx.get("status") in ("success", None):
+        if isinstance(tx, Mapping) and tx.get("kind") == "refund" and tx.get("status") == "success":
             total += money(tx.get("amount"), "refund transaction amount")
     return (total * rate).quantize(Decimal("0.01"))
 
