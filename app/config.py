@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     shopify_old_api_secret: str = Field("", alias="SHOPIFY_OLD_API_SECRET")
     shopify_scopes: str = Field("read_orders,read_customers,write_customers,write_discounts", alias="SHOPIFY_SCOPES")
     max_body_bytes: int = Field(1_000_000, alias="CLAWBACK_MAX_BODY_BYTES")
+    # redis://…, postgresql://… or sqlite:///path; empty: beside the database. "immediate://" runs
+    # jobs inline, in the caller's process (tests).
+    queue_url: str = Field("", alias="CLAWBACK_QUEUE_URL")
 
     def check(self) -> Settings:
         """Refuse unsafe values outside development; return self so it chains."""

@@ -119,6 +119,15 @@ def process_delivery(db: Database, delivery_pk: int, parse: Parser, *, now: date
         raise
 
 
+def give_up(db: Database, delivery_pk: int) -> None:
+    """Retries are exhausted: mark the delivery failed, for `clawback deliveries --failed` and replay."""
+    with db.session() as session:
+        delivery = session.get(WebhookDelivery, delivery_pk)
+        if delivery is not None and delivery.status == "received":
+            delivery.status = "failed"
+            session.add(delivery)
+
+
 def _finish(delivery: WebhookDelivery, status: str, error: str | None) -> None:
     delivery.status = status
     delivery.last_error = error

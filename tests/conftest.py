@@ -91,6 +91,7 @@ def settings(database_url: str) -> Settings:
         shopify_api_key=SHOPIFY_API_KEY,
         shopify_api_secret=SHOPIFY_API_SECRET,
         app_url="https://clawback.example",
+        queue_url="immediate://",  # jobs run inline: a test sees their effect when the request returns
     )
 
 

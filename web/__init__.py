@@ -7,7 +7,7 @@ import logging
 from flask import Flask
 
 from app.config import Settings, load_settings
-from web import auth, health, overview, webhooks
+from web import auth, embedded, health, overview, webhooks
 from web.extensions import Services, init_db
 
 
@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(embedded.bp)
     if settings.env != "production":
         # A read-only look at the books for the demo and for development; the merchant's pages,
         # with authentication, are a separate blueprint.

@@ -112,13 +112,46 @@ def db_upgrade(revision: str) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
-def serve(host: str, port: int, workers: int) -> None:
-    """Run the app under gunicorn (migrating the database first)."""
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="gunicorn workers")
+@click.option(
+    "--job-workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="job worker threads started beside the web app (0: run `clawback worker` elsewhere)",
+)
+def serve(host: str, port: int, workers: int, job_workers: int) -> None:
+    """Run the app under gunicorn, and the job worker beside it (migrating the database first)."""
+    import subprocess
+
     from web.server import run
 
     migrate.upgrade(services().settings.database_url)
-    run(host=host, port=port, workers=workers)
+    worker = None
+    if job_workers:
+        # The same program, in its own process, so a slow job never holds a web worker.
+        argv = [sys.executable, "-c", "from web.cli import cli; cli()", "worker", "--workers", str(job_workers)]
+        worker = subprocess.Popen(argv)  # noqa: S603 - our own interpreter and module
+    try:
+        run(host=host, port=port, workers=workers)
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+@cli.command()
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="worker threads")
+def worker(workers: int) -> None:
+    """Run the job worker: webhook processing, write-backs, releases and sweeps, with retries."""
+    jobs = services().jobs
+    if jobs.huey.immediate:
+        raise CliError("CLAWBACK_QUEUE_URL=immediate:// runs jobs inline; there is no queue to work")
+    click.echo(f"Clawback worker: {workers} threads on {type(jobs.huey).__name__}", err=True)
+    jobs.huey.create_consumer(workers=workers, worker_type="thread", periodic=True).run()
 
 
 @cli.command()

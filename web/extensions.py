@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 from typing import cast
 
 from flask import Flask, current_app, g
@@ -11,17 +11,31 @@ from sqlmodel import Session
 from app.config import Settings
 from app.crypto import Vault
 from app.db import Database
+from app.jobs import Jobs, make_huey
 
 
-@dataclass
 class Services:
-    settings: Settings
-    db: Database
-    vault: Vault
+    """Settings, database, key ring, and the job queue (connected on first use, not at start)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url)
+        self.vault = Vault(settings.encryption_key)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
-        return cls(settings, Database(settings.database_url), Vault(settings.encryption_key))
+        return cls(settings)
+
+    @cached_property
+    def jobs(self) -> Jobs:
+        import connectors  # the web layer is where the domain meets the platforms
+
+        return Jobs(
+            make_huey(self.settings.queue_url, self.db.url),
+            self.db,
+            parser_for=lambda platform: connectors.get(platform)().parse,
+            executor=connectors.writeback_executor(self.settings, self.vault),
+        )
 
 
 def services() -> Services:

@@ -16,8 +16,8 @@ from flask.typing import ResponseReturnValue
 from sqlmodel import select
 
 import connectors
-from app.intake import process_delivery, store_delivery
-from app.models import Shop
+from app.intake import store_delivery
+from app.models import Shop, WebhookDelivery
 from app.shops import read_credentials
 from web.extensions import get_session, services
 
@@ -63,12 +63,25 @@ def receive(platform: str) -> ResponseReturnValue:
     kept.pop(connector.signature_header, None)
     pk = store_delivery(session, shop_id=shop.id, platform=platform, topic=delivery.topic,
                         delivery_id=delivery.delivery_id, body=raw, headers=kept)  # fmt: skip
-    session.commit()  # durable before we answer, and before processing starts
+    session.commit()  # durable before we answer, and before any job can look for it
     if pk is None:
+        # "Already have it" is a success. If we crashed between storing it and enqueuing its job,
+        # this retry is the moment to enqueue again; processing is idempotent, so it cannot double.
+        stored = session.exec(
+            select(WebhookDelivery).where(
+                WebhookDelivery.shop_id == shop.id, WebhookDelivery.delivery_id == delivery.delivery_id
+            )
+        ).one()
+        if stored.status == "received" and stored.id is not None:
+            _enqueue(stored.id, platform)
         return jsonify(status="duplicate"), 200
-    try:
-        process_delivery(svc.db, pk, connector.parse)
-    except Exception:
-        # Stored, so not lost: the error is on the row, and replay or the job queue retries it.
-        log.exception("processing delivery %s failed; it stays stored for retry", pk)
+    _enqueue(pk, platform)
     return jsonify(status="accepted"), 200
+
+
+def _enqueue(pk: int, platform: str) -> None:
+    try:
+        services().jobs.enqueue(pk, platform)
+    except Exception:
+        # Stored, so not lost: the sweeper re-enqueues deliveries left unprocessed.
+        log.exception("could not enqueue delivery %s; the sweeper will pick it up", pk)

@@ -1,0 +1,119 @@
+"""The job queue: Huey, with its storage picked by URL, and Clawback's tasks and schedules.
+
+Why Huey: a small, established queue with retries and exponential backoff, periodic tasks, and
+storage in SQLite (one file, nothing to install: the embedded default), Redis or PostgreSQL
+(several machines). RQ and Celery need a broker even on one machine; Dramatiq has no SQLite.
+
+The queue carries ids only; the rows (deliveries, write-backs, awards) are the truth, so a lost
+or repeated job is harmless: every task is idempotent, and a sweeper re-enqueues whatever a
+crash left behind. Nothing is built at import time: `Jobs(...)` registers the tasks on its own
+Huey instance. Platform knowledge comes in as functions (`parser_for`, `executor`), so this
+module imports no connector.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from huey import Huey, MemoryHuey, PostgresHuey, RedisHuey, SqliteHuey, crontab
+from sqlalchemy.engine import make_url
+from sqlmodel import col, select
+
+from app import intake, service, writebacks
+from app.db import Database
+from app.models import WebhookDelivery, utcnow
+
+log = logging.getLogger(__name__)
+PROCESS_RETRIES = 6  # 2 s, 4 s, 8 s, … about two minutes in all, then the dead-letter list
+SWEEP_AFTER_S = 120  # a delivery still 'received' this long after arrival lost its job
+
+
+def make_huey(queue_url: str, database_url: str) -> Huey:
+    """The Huey instance for a queue URL: redis://, postgresql://, sqlite:///path or memory://.
+
+    With no URL the queue lives beside the data: a SQLite file next to a SQLite database, or
+    tables in the PostgreSQL database itself.
+    """
+    if queue_url == "immediate://":
+        return MemoryHuey("clawback", immediate=True)
+    url = queue_url or database_url
+    if url.startswith("memory://"):
+        return MemoryHuey("clawback")
+    if url.startswith(("redis://", "rediss://")):
+        return RedisHuey("clawback", url=url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        return PostgresHuey("clawback", dsn=dsn)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        path = Path(parsed.database)
+        if not queue_url:  # beside the app's database, never inside it
+            path = path.with_name(path.stem + "-queue.db")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteHuey("clawback", filename=str(path))
+    raise ValueError(f"unsupported queue URL {url!r}: use redis://, postgresql:// or sqlite:///path")
+
+
+class Jobs:
+    """Clawback's tasks, registered on one Huey instance."""
+
+    def __init__(
+        self,
+        huey: Huey,
+        db: Database,
+        parser_for: Callable[[str], intake.Parser],
+        executor: writebacks.Executor,
+    ) -> None:
+        self.huey, self.db, self.parser_for, self.executor = huey, db, parser_for, executor
+        task = huey.task(retries=PROCESS_RETRIES, retry_delay=2, retry_backoff=2, context=True, name="process_delivery")
+        self.process = task(self._process)
+        self.writeback = huey.task(name="run_writeback")(self._writeback)
+        huey.periodic_task(crontab(minute="*"), name="run_due_writebacks")(self.run_due_writebacks)
+        huey.periodic_task(crontab(minute="*/5"), name="release_due")(self.release_due)
+        huey.periodic_task(crontab(minute="*"), name="sweep_deliveries")(self.sweep)
+
+    # --- tasks ----------------------------------------------------------------------------------
+
+    def _process(self, delivery_pk: int, platform: str, task: Any = None) -> str:
+        try:
+            return intake.process_delivery(self.db, delivery_pk, self.parser_for(platform))
+        except Exception:
+            if task is not None and task.retries == 0:
+                intake.give_up(self.db, delivery_pk)  # out of retries: onto the dead-letter list
+            raise
+
+    def _writeback(self, writeback_id: int) -> str:
+        return writebacks.run_one(self.db, writeback_id, self.executor)
+
+    def run_due_writebacks(self) -> dict[str, int]:
+        return dict(writebacks.run_due(self.db, self.executor))
+
+    def release_due(self) -> int:
+        with self.db.session() as session:
+            return len(service.release_due(session))
+
+    def sweep(self) -> int:
+        """Re-enqueue deliveries a crash left stored but unprocessed (processing is idempotent)."""
+        cutoff = utcnow() - timedelta(seconds=SWEEP_AFTER_S)
+        with self.db.session() as session:
+            stuck = session.exec(
+                select(WebhookDelivery.id, WebhookDelivery.platform)
+                .where(WebhookDelivery.status == "received", col(WebhookDelivery.received_at) < cutoff)
+                .limit(1000)
+            ).all()
+        for pk, platform in stuck:
+            assert pk is not None
+            self.enqueue(pk, platform)
+        return len(stuck)
+
+    # --- for callers ----------------------------------------------------------------------------
+
+    def enqueue(self, delivery_pk: int, platform: str) -> None:
+        self.process(delivery_pk, platform)
+
+    def pending(self) -> int:
+        return int(self.huey.pending_count())

@@ -1,0 +1,62 @@
+"""GET /app: the app's entry inside Shopify admin (the App URL in shopify.app.toml).
+
+The first document load carries a session token (`id_token`). It is verified (HS256 with the app
+secret, `aud` = our API key, and — beyond what shopifyapp checks — `iss` and `dest` naming the same
+shop); a stale or missing one bounces through App Bridge for a fresh token, the documented way.
+On a shop's first load (Shopify-managed install) or when its token is gone, the session token is
+exchanged for an expiring offline access token, stored encrypted.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, make_response, render_template, request
+from flask.typing import ResponseReturnValue
+from sqlmodel import col, select
+
+from app.models import LedgerEntry, Shop
+from app.shops import read_credentials, register_shop
+from connectors.shopify import oauth, shop_domain
+from web.extensions import get_session, services
+
+log = logging.getLogger(__name__)
+bp = Blueprint("embedded", __name__)
+
+
+def _host(url: object) -> str | None:
+    return shop_domain(urlsplit(str(url or "")).hostname)
+
+
+@bp.get("/app")
+def app_home() -> ResponseReturnValue:
+    svc = services()
+    verified = oauth.verify_app_load(svc.settings, request.method, request.url, request.headers)  # type: ignore[arg-type]
+    if not verified.ok:
+        return Response(verified.response.body, verified.response.status, verified.response.headers)
+    domain = f"{verified.shop}.myshopify.com"
+    claims = verified.id_token.claims
+    if _host(claims.get("dest")) != domain or _host(claims.get("iss")) != domain:
+        return Response("session token names two different shops", 401)
+    if request.args.get("shop") and shop_domain(request.args["shop"]) != domain:
+        return Response("session token is for another shop", 401)
+    session = get_session()
+    shop = session.exec(select(Shop).where(Shop.platform == "shopify", Shop.domain == domain)).first()
+    if shop is None or shop.uninstalled_at is not None or not read_credentials(svc.vault, shop).get("access_token"):
+        try:
+            credentials = oauth.exchange_session_token(svc.settings, verified)
+        except oauth.TokenError as exc:
+            log.warning("token exchange for %s failed: %s", domain, exc)
+            return Response("Shopify did not give us access to this shop; try again", 502)
+        shop, _ = register_shop(session, svc.vault, platform="shopify", domain=domain, credentials=credentials)
+        session.commit()
+        log.info("managed install on %s", domain)
+    entries = session.exec(
+        select(LedgerEntry).where(LedgerEntry.shop_id == shop.id).order_by(col(LedgerEntry.id).desc()).limit(20)
+    ).all()
+    page = make_response(render_template("embedded/home.html", shop=shop, entries=entries,
+                                         api_key=svc.settings.shopify_api_key))  # fmt: skip
+    for name, value in verified.response.headers.items():  # the shop's CSP frame-ancestors, App Bridge links
+        page.headers[name] = value
+    return page
