@@ -8,7 +8,6 @@ module stays free of any platform.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -198,8 +197,5 @@ def apply_amendment(session: Session, shop: Shop, event: OrderAmended, *, source
 
 
 def _log(delivery: WebhookDelivery, outcome: Outcome) -> None:
-    log.info(
-        "processed %s",
-        json.dumps({"shop_id": delivery.shop_id, "topic": delivery.topic, "delivery_id": delivery.delivery_id,
-                    "order": outcome.order_ref, "coins_delta": outcome.coins_delta, "entries": len(outcome.entries)}),
-    )  # fmt: skip
+    context = {"topic": delivery.topic, "delivery_id": delivery.delivery_id, "order_id": outcome.order_ref}
+    log.info("processed: %d entries, %+d coins", len(outcome.entries), outcome.coins_delta, extra=context)

@@ -93,8 +93,20 @@ def run_one(db: Database, writeback_id: int, execute: Executor, now: datetime | 
         else:
             row.status = "skipped" if note.startswith("skipped") else "done"
             row.last_error, row.done_at = None if row.status == "done" else note, now
+        finally:
+            for work in session.info.pop(_KEEP, []):
+                work(session)
         session.add(row)
         return row.status
+
+
+_KEEP = "clawback.writebacks.keep"
+
+
+def keep_whatever_happens(session: Session, work: Callable[[Session], None]) -> None:
+    """From inside an executor: do `work` after the attempt, even when the attempt is rolled back
+    (a renewed token must be kept even if the mutation it was renewed for is throttled)."""
+    session.info.setdefault(_KEEP, []).append(work)
 
 
 def run_due(db: Database, execute: Executor, now: datetime | None = None, limit: int = 100) -> Counter[str]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
-from flask import Flask
+from flask import Flask, jsonify
+from flask.typing import ResponseReturnValue
 
 from app.config import Settings, load_settings
-from web import auth, embedded, health, overview, webhooks
+from web import auth, embedded, health, metrics, overview, webhooks
 from web.extensions import Services, init_db
+from web.logs import init_logging
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["clawback"] = Services.from_settings(settings)
     init_db(app)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(embedded.bp)
@@ -33,5 +34,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         # A read-only look at the books for the demo and for development; the merchant's pages,
         # with authentication, are a separate blueprint.
         app.register_blueprint(overview.bp)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    init_logging()
+
+    @app.errorhandler(413)
+    def too_large(_exc: Exception) -> ResponseReturnValue:
+        return jsonify(error=f"the body is larger than {settings.max_body_bytes} bytes"), 413
+
     return app

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, jsonify, redirect, request, session
 from flask.typing import ResponseReturnValue
 
 from app.shops import register_shop
-from connectors.shopify import oauth
+from connectors.shopify import oauth, shop_domain
 from web.extensions import get_session, services
 
 log = logging.getLogger(__name__)
@@ -74,5 +74,8 @@ def shopify_callback() -> ResponseReturnValue:
 
 @bp.get("/shopify/patch-id-token")
 def shopify_patch_id_token() -> ResponseReturnValue:
+    # shopifyapp copies ?shop= into the page's CSP frame-ancestors: only a Shopify shop may frame it.
+    if shop_domain(request.args.get("shop")) is None:
+        return _refuse(400, "shop is missing or not a myshopify.com domain")
     result = oauth.patch_id_token_page(services().settings, request.url, request.headers)  # type: ignore[arg-type]
     return Response(result.response.body, result.response.status, result.response.headers)

@@ -20,6 +20,7 @@ from app.intake import store_delivery
 from app.models import Shop, WebhookDelivery
 from app.shops import read_credentials
 from web.extensions import get_session, services
+from web.metrics import ACCEPTED, DUPLICATES, REJECTED
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
@@ -28,8 +29,9 @@ bp = Blueprint("webhooks", __name__)
 _KEPT_HEADERS = ("Content-Type", "User-Agent")
 
 
-def _refuse(status: int, message: str) -> ResponseReturnValue:
-    log.info("webhook refused: %s %s", status, message)
+def _refuse(status: int, message: str, platform: str = "") -> ResponseReturnValue:
+    log.info("webhook refused: %s", message, extra={"platform": platform, "status": status})
+    REJECTED.labels(platform=platform or "unknown", reason=str(status)).inc()
     return jsonify(error=message), status
 
 
@@ -50,15 +52,16 @@ def receive(platform: str) -> ResponseReturnValue:
         shop = session.exec(select(Shop).where(Shop.platform == platform, Shop.domain == domain)).first()
     credentials = read_credentials(svc.vault, shop) if shop is not None else {}
     if not connector.verify(raw, headers, connector.secrets(svc.settings, credentials)):
-        return _refuse(401, "signature missing or invalid")
+        return _refuse(401, "signature missing or invalid", platform)
     try:
         delivery = connector.identify(raw, headers)
     except ValueError as exc:
-        return _refuse(400, str(exc))
+        return _refuse(400, str(exc), platform)
     if shop is None or shop.id is None:
         if delivery.topic in connector.compliance_topics:
             return jsonify(status="nothing held for this shop"), 200
-        return _refuse(404, f"shop {delivery.shop} is not installed")
+        return _refuse(404, f"shop {delivery.shop} is not installed", platform)
+    context = {"shop": shop.domain, "platform": platform, "topic": delivery.topic, "delivery_id": delivery.delivery_id}
     kept = {k: v for k, v in request.headers.items() if k.startswith("X-") or k in _KEPT_HEADERS}
     kept.pop(connector.signature_header, None)
     pk = store_delivery(session, shop_id=shop.id, platform=platform, topic=delivery.topic,
@@ -74,8 +77,12 @@ def receive(platform: str) -> ResponseReturnValue:
         ).one()
         if stored.status == "received" and stored.id is not None:
             _enqueue(stored.id, platform)
+        DUPLICATES.labels(platform=platform).inc()
+        log.info("duplicate delivery", extra=context | {"status": "duplicate"})
         return jsonify(status="duplicate"), 200
     _enqueue(pk, platform)
+    ACCEPTED.labels(platform=platform).inc()
+    log.info("delivery accepted", extra=context | {"status": "accepted"})
     return jsonify(status="accepted"), 200
 
 

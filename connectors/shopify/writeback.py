@@ -22,7 +22,7 @@ from app.rules import minor_units
 from app.service import flag_customer
 from app.shop_settings import ShopSettings
 from app.shops import read_credentials, store_credentials
-from app.writebacks import Executor, GiveUp, RetryLater, record_platform_shortfall
+from app.writebacks import Executor, GiveUp, RetryLater, keep_whatever_happens, record_platform_shortfall
 from connectors.shopify.client import AdminClient, Throttled, TokenRevoked, UserError
 
 TOKEN_RETRY_S = 3600.0
@@ -36,7 +36,9 @@ def executor(settings: Settings, vault: Vault, http: httpx.Client | None = None)
             return "skipped: the app is uninstalled from this shop"
 
         def save(credentials: dict[str, object]) -> None:
-            store_credentials(session, vault, shop, credentials)
+            # Shopify has already rotated the refresh token: keep the new pair even if this
+            # attempt fails and its savepoint is rolled back.
+            keep_whatever_happens(session, lambda s: store_credentials(s, vault, shop, dict(credentials)))
 
         client = AdminClient(settings, shop.domain, read_credentials(vault, shop), on_credentials=save, http=http)
         try:
