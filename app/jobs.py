@@ -14,8 +14,8 @@ module imports no connector.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,10 @@ from huey import Huey, MemoryHuey, PostgresHuey, RedisHuey, SqliteHuey, crontab
 from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
-from app import intake, service, writebacks
+from app import intake, reconcile, service, writebacks
 from app.db import Database
-from app.models import WebhookDelivery, utcnow
+from app.models import Shop, WebhookDelivery, utcnow
+from app.snapshot import OrderSnapshot
 
 log = logging.getLogger(__name__)
 PROCESS_RETRIES = 6  # 2 s, 4 s, 8 s, … about two minutes in all, then the dead-letter list
@@ -67,14 +68,17 @@ class Jobs:
         db: Database,
         parser_for: Callable[[str], intake.Parser],
         executor: writebacks.Executor,
+        orders_since: Callable[[Shop, datetime], Iterable[OrderSnapshot]] | None = None,
     ) -> None:
         self.huey, self.db, self.parser_for, self.executor = huey, db, parser_for, executor
+        self.orders_since = orders_since
         task = huey.task(retries=PROCESS_RETRIES, retry_delay=2, retry_backoff=2, context=True, name="process_delivery")
         self.process = task(self._process)
         self.writeback = huey.task(name="run_writeback")(self._writeback)
         huey.periodic_task(crontab(minute="*"), name="run_due_writebacks")(self.run_due_writebacks)
         huey.periodic_task(crontab(minute="*/5"), name="release_due")(self.release_due)
         huey.periodic_task(crontab(minute="*"), name="sweep_deliveries")(self.sweep)
+        huey.periodic_task(crontab(minute="17"), name="reconcile_all")(self.reconcile_all)
 
     # --- tasks ----------------------------------------------------------------------------------
 
@@ -109,6 +113,26 @@ class Jobs:
             assert pk is not None
             self.enqueue(pk, platform)
         return len(stuck)
+
+    def reconcile_all(self) -> list[dict[str, object]]:
+        """Hourly: every installed shop whose platform can list its changed orders."""
+        if self.orders_since is None:
+            return []
+        with self.db.session() as session:
+            shops = session.exec(select(Shop).where(col(Shop.uninstalled_at).is_(None))).all()
+        reports = []
+        for shop in shops:
+            since = reconcile.since_for(shop, utcnow())
+            try:
+                assert shop.id is not None
+                report = reconcile.reconcile(self.db, shop.id, self.orders_since(shop, since), since=since)
+            except LookupError:
+                continue  # a platform without reconciliation (the demo shop)
+            except Exception:
+                log.exception("reconciling %s failed; the next run starts from the last sync", shop.domain)
+                continue
+            reports.append({"shop": report.shop, "orders_changed": report.orders_changed})
+        return reports
 
     # --- for callers ----------------------------------------------------------------------------
 

@@ -67,6 +67,7 @@ class Shop(SQLModel, table=True):
     settings: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     installed_at: datetime = _ts()
     uninstalled_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    synced_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # last reconciliation
 
 
 class Customer(SQLModel, table=True):

@@ -9,14 +9,17 @@ body with that shop's `secrets` (before any parsing), `identify` the delivery, s
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from app.config import Settings
 from app.crypto import Vault
+from app.db import Database
 from app.events import Event
 from app.models import Shop
+from app.snapshot import OrderSnapshot
 from app.writebacks import Executor
 
 
@@ -59,6 +62,12 @@ class Connector(ABC):
     def writeback_executor(self, settings: Settings, vault: Vault) -> Executor | None:
         """How this platform carries out write-back intents; None when it has none."""
         return None
+
+    def orders_since(
+        self, settings: Settings, vault: Vault, db: Database, shop: Shop, since: datetime
+    ) -> Iterator[OrderSnapshot]:
+        """Orders the platform changed since `since`, as snapshots (reconciliation)."""
+        raise LookupError(f"{self.name} shops cannot be reconciled")
 
     @abstractmethod
     def parse(self, topic: str, raw_body: bytes, shop: Shop) -> list[Event]:

@@ -436,3 +436,30 @@ def writebacks_replay() -> None:
 
     with unit_of_work() as session:
         emit({"requeued": wb.replay_failed(session)})
+
+
+@cli.command("reconcile")
+@click.option("--shop", "shop_ref", required=True)
+@click.option("--since", "since_text", help="ISO time to pull changes from (default: the last sync)")
+@refuses_bad_input
+def reconcile_command(shop_ref: str, since_text: str | None) -> None:
+    """Pull orders changed since the last sync through the webhook path; report what was corrected."""
+    import dataclasses
+
+    import connectors
+    from app import reconcile
+    from app.models import utcnow
+
+    svc = services()
+    with unit_of_work() as session:
+        shop_row = find_shop(session, shop_ref)
+    since = parse_time(since_text) or reconcile.since_for(shop_row, utcnow())
+    try:
+        source = connectors.get(shop_row.platform)().orders_since(svc.settings, svc.vault, svc.db, shop_row, since)
+        assert shop_row.id is not None
+        report = reconcile.reconcile(svc.db, shop_row.id, source, since=since)
+    except LookupError as exc:
+        raise CliError(f"{shop_row.platform} shops cannot be reconciled") from exc
+    except RuntimeError as exc:  # the platform failed us (throttled, token revoked): say so, exit 1
+        raise click.ClickException(f"reconciliation stopped: {exc}") from exc
+    emit(dataclasses.asdict(report))

@@ -35,6 +35,9 @@ class Services:
             self.db,
             parser_for=lambda platform: connectors.get(platform)().parse,
             executor=connectors.writeback_executor(self.settings, self.vault),
+            orders_since=lambda shop, since: connectors.get(shop.platform)().orders_since(
+                self.settings, self.vault, self.db, shop, since
+            ),
         )
 
 

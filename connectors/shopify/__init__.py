@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,7 @@ from shopify_app import ShopifyApp
 
 from app.config import Settings
 from app.crypto import Vault
+from app.db import Database
 from app.events import (
     AppUninstalled,
     CustomerDataRequested,
@@ -25,7 +27,7 @@ from app.events import (
 )
 from app.intake import MalformedDelivery
 from app.models import Shop
-from app.snapshot import Refund, Status
+from app.snapshot import OrderSnapshot, Refund, Status
 from app.writebacks import Executor
 from connectors import register
 from connectors.base import Connector, Delivery
@@ -146,6 +148,22 @@ class ShopifyConnector(Connector):
         from connectors.shopify.writeback import executor  # the Admin client loads only when needed
 
         return executor(settings, vault)
+
+    def orders_since(
+        self, settings: Settings, vault: Vault, db: Database, shop: Shop, since: datetime
+    ) -> Iterator[OrderSnapshot]:
+        from app.shops import read_credentials, store_credentials
+        from connectors.shopify.client import AdminClient
+
+        def save(credentials: dict[str, Any]) -> None:
+            with db.session() as session:
+                fresh = session.get(Shop, shop.id)
+                assert fresh is not None
+                store_credentials(session, vault, fresh, credentials)
+
+        client = AdminClient(settings, shop.domain, read_credentials(vault, shop), on_credentials=save)
+        for node in client.orders_updated_since(since.astimezone(UTC).isoformat()):
+            yield translate.order_snapshot(translate.rest_order_from_graphql(node), shop.domain, shop.currency)
 
     def verify(self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> bool:
         """Base64 HMAC-SHA256 of the raw body, checked by Shopify's own SDK (new secret, then old)."""

@@ -82,7 +82,15 @@ ORDERS_SINCE = """
 query orders($query: String!, $after: String) {
   orders(first: 50, after: $after, query: $query, sortKey: UPDATED_AT) {
     pageInfo { hasNextPage endCursor }
-    nodes { id legacyResourceId updatedAt }
+    nodes {
+      legacyResourceId name updatedAt createdAt cancelledAt
+      displayFinancialStatus displayFulfillmentStatus tags discountCodes currencyCode
+      currentTotalPriceSet { shopMoney { amount currencyCode } }
+      customer { legacyResourceId email tags }
+      refunds { legacyResourceId createdAt totalRefundedSet { shopMoney { amount currencyCode } } }
+      fulfillments { displayStatus }
+      returns(first: 20) { nodes { status } }
+    }
   }
 }"""
 
@@ -209,7 +217,7 @@ class AdminClient:
         return str(((node or {}).get("codeDiscountNode") or {}).get("id", ""))
 
     def orders_updated_since(self, since_iso: str) -> Iterator[dict[str, Any]]:
-        """Ids and update times of orders changed since `since_iso`, oldest first, page by page."""
+        """Orders changed since `since_iso` (GraphQL nodes), oldest first, page by page."""
         after = None
         while True:
             data = self.execute(ORDERS_SINCE, {"query": f"updated_at:>'{since_iso}'", "after": after})

@@ -142,3 +142,41 @@ def order_snapshot(order: Mapping[str, Any], shop: str, currency: str) -> OrderS
         customer_tags=normalize_tags(str((customer or {}).get("tags") or "")),
         discount_codes=frozenset(c for c in codes if c),
     )
+
+
+# GraphQL's displayFulfillmentStatus → the REST value the table above reads.
+_GRAPHQL_FULFILLMENT = {"FULFILLED": "fulfilled", "PARTIALLY_FULFILLED": "partial", "RESTOCKED": "restocked"}
+
+
+def rest_order_from_graphql(node: Mapping[str, Any]) -> dict[str, Any]:
+    """An Admin GraphQL order node (reconciliation) in the shape of the REST order the webhooks
+    send, so one set of tables translates both. Refunds arrive in shop money already."""
+    customer = node.get("customer") or None
+    return {
+        "id": node.get("legacyResourceId"),
+        "name": node.get("name"),
+        "updated_at": node.get("updatedAt") or node.get("createdAt"),
+        "cancelled_at": node.get("cancelledAt"),
+        "financial_status": str(node.get("displayFinancialStatus") or "").lower() or None,
+        "fulfillment_status": _GRAPHQL_FULFILLMENT.get(str(node.get("displayFulfillmentStatus") or "")),
+        "tags": ", ".join(node.get("tags") or []),
+        "discount_codes": [{"code": code} for code in node.get("discountCodes") or []],
+        "currency": node.get("currencyCode"),
+        "current_total_price_set": {"shop_money": (node.get("currentTotalPriceSet") or {}).get("shopMoney") or {}},
+        "customer": None if customer is None else {
+            "id": customer.get("legacyResourceId"), "email": customer.get("email"),
+            "tags": ", ".join(customer.get("tags") or []),
+        },
+        "refunds": [{
+            "id": refund.get("legacyResourceId"),
+            "transactions": [{"kind": "refund", "status": "success",
+                              "amount": ((refund.get("totalRefundedSet") or {}).get("shopMoney") or {}).get("amount")}],
+        } for refund in node.get("refunds") or []],
+        "fulfillments": [{"shipment_status": "delivered"} for f in node.get("fulfillments") or []
+                         if str(f.get("displayStatus")) == "DELIVERED"],
+        "returns": [{"status": str(r.get("status", "")).lower()} for r in _nodes(node.get("returns"))],
+    }  # fmt: skip
+
+
+def _nodes(connection: Any) -> list[Mapping[str, Any]]:
+    return list((connection or {}).get("nodes") or [])

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("settings", sa.JSON(), nullable=False),
         sa.Column("installed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("uninstalled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("synced_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint("platform IN ('shopify', 'woocommerce', 'fynd', 'demo')", name="ck_shops_platform"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("platform", "domain", name="uq_shops_platform_domain"),
