@@ -151,7 +151,9 @@ def worker(workers: int) -> None:
     if jobs.huey.immediate:
         raise CliError("CLAWBACK_QUEUE_URL=immediate:// runs jobs inline; there is no queue to work")
     click.echo(f"Clawback worker: {workers} threads on {type(jobs.huey).__name__}", err=True)
-    jobs.huey.create_consumer(workers=workers, worker_type="thread", periodic=True).run()
+    # Poll at least every half second when idle (SQLite storage polls; Redis and PostgreSQL block),
+    # so a webhook's effect shows within a second or two.
+    jobs.huey.create_consumer(workers=workers, worker_type="thread", periodic=True, max_delay=0.5).run()
 
 
 @cli.command()

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlmodel import col, select
 
+from app.config import Settings
 from app.models import LedgerEntry, Shop
 from app.shops import read_credentials, register_shop
 from connectors.shopify import oauth, shop_domain
@@ -27,6 +28,17 @@ bp = Blueprint("embedded", __name__)
 
 def _host(url: object) -> str | None:
     return shop_domain(urlsplit(str(url or "")).hostname)
+
+
+def _usable(settings: Settings, domain: str, credentials: dict[str, object]) -> bool:
+    """Whether the stored token works or can still be renewed; if not, this load replaces it."""
+    if not credentials.get("access_token"):
+        return False
+    try:
+        oauth.fresh_credentials(settings, domain, credentials)
+    except oauth.TokenError:
+        return False  # expired beyond its refresh token (90 days): exchange the session token again
+    return True
 
 
 @bp.get("/app")
@@ -43,7 +55,11 @@ def app_home() -> ResponseReturnValue:
         return Response("session token is for another shop", 401)
     session = get_session()
     shop = session.exec(select(Shop).where(Shop.platform == "shopify", Shop.domain == domain)).first()
-    if shop is None or shop.uninstalled_at is not None or not read_credentials(svc.vault, shop).get("access_token"):
+    if (
+        shop is None
+        or shop.uninstalled_at is not None
+        or not _usable(svc.settings, domain, read_credentials(svc.vault, shop))
+    ):
         try:
             credentials = oauth.exchange_session_token(svc.settings, verified)
         except oauth.TokenError as exc:

@@ -26,6 +26,7 @@ from app.writebacks import Executor, GiveUp, RetryLater, keep_whatever_happens, 
 from connectors.shopify.client import AdminClient, Throttled, TokenRevoked, UserError
 
 TOKEN_RETRY_S = 3600.0
+UNINSTALLED_RETRY_S = 6 * 3600.0
 
 
 def executor(settings: Settings, vault: Vault, http: httpx.Client | None = None) -> Executor:
@@ -33,7 +34,9 @@ def executor(settings: Settings, vault: Vault, http: httpx.Client | None = None)
 
     def execute(session: Session, shop: Shop, row: Writeback) -> str:
         if shop.uninstalled_at is not None:
-            return "skipped: the app is uninstalled from this shop"
+            # Kept, not dropped: a reinstall resumes it (store credit must not drift); shop/redact,
+            # 48 hours after an uninstall, erases it with the shop.
+            raise RetryLater("the app is uninstalled from this shop", UNINSTALLED_RETRY_S)
 
         def save(credentials: dict[str, object]) -> None:
             # Shopify has already rotated the refresh token: keep the new pair even if this

@@ -1,0 +1,470 @@
+"""Crash safety with real processes and a real queue: nothing is lost, nothing counts twice.
+
+Every test here runs the installed `clawback` script in subprocesses (`worker`, `serve`, `ledger`,
+`deliveries`, `replay`) against a database and a SQLite queue file in tmp_path, never the inline
+`immediate://` queue the other tests use. The database is SQLite, or the PostgreSQL server named
+by CLAWBACK_TEST_DATABASE_URL; the queue is always a SQLite file.
+
+To catch a worker in the middle of a transaction deterministically, the test holds a lock the
+worker needs: on SQLite the database's write lock (`BEGIN IMMEDIATE`: the worker waits in
+busy_timeout), on PostgreSQL the customer's row (`FOR UPDATE`: the worker waits having already
+updated the delivery row and inserted the order). Then SIGKILL, and look at what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import create_engine, func, text
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlmodel import select
+
+import app.jobs
+from app import ledger
+from app.config import Settings
+from app.db import Database, normalize_url
+from app.intake import store_delivery
+from app.jobs import Jobs
+from app.models import Order, Shop, WebhookDelivery
+from tests.conftest import SHOPIFY_API_KEY, SHOPIFY_API_SECRET, TEST_ENCRYPTION_KEY
+from tests.web.test_webhooks_shopify import CUSTOMER, ORDER, SHOP, compact, order_payload, shopify_headers
+from web import create_app
+from web.cli import cli
+from web.extensions import services
+
+CLAWBACK = Path(sys.executable).parent / "clawback"
+WAIT_S = 30  # the longest any one wait may take; each test stays well under a minute
+A, B = ORDER, ORDER + 1  # two orders of the same customer: 200.00 and 100.00, paid
+EARNED = {A: 200, B: 100}
+# A worker whose parser raises RuntimeError (not MalformedDelivery) for bodies carrying POISON.
+# (A job carries its retry count from whoever enqueued it: the test sets PROCESS_RETRIES to 1 in
+# its own process, so the dead-letter path takes seconds rather than two minutes.)
+POISON = "poison-generic-error"
+FAILING_WORKER = f"""
+from connectors.shopify import ShopifyConnector
+parse = ShopifyConnector.parse
+def failing(self, topic, raw_body, shop):
+    if b"{POISON}" in raw_body:
+        raise RuntimeError("{POISON}")
+    return parse(self, topic, raw_body, shop)
+ShopifyConnector.parse = failing
+from web.cli import cli
+cli()
+"""
+
+
+def wait_until(what: str, ready: Callable[[], bool], logs: Callable[[], str] = lambda: "") -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not within {WAIT_S}s: {what}\n{logs()}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Delivery:
+    """One signed Shopify delivery with a fixed webhook id: sending it again is the platform's retry."""
+
+    def __init__(self, payload: Any, topic: str = "orders/paid", *, body: bytes | None = None) -> None:
+        self.topic = topic
+        self.body = compact(payload) if body is None else body
+        self.webhook_id = str(uuid.uuid4())
+        self.headers = shopify_headers(topic, self.body, SHOPIFY_API_SECRET, SHOP)
+        self.headers["X-Shopify-Webhook-Id"] = self.webhook_id
+
+
+class Stack:
+    """One installation on disk: database, queue file, the app (in this process) and its processes."""
+
+    def __init__(self, tmp_path: Path, database_url: str) -> None:
+        self.tmp_path = tmp_path
+        self.database_url = database_url
+        self.queue_url = f"sqlite:///{tmp_path / 'queue.db'}"
+        settings = Settings(
+            env="test",
+            database_url=database_url,
+            encryption_key=TEST_ENCRYPTION_KEY,
+            shopify_api_key=SHOPIFY_API_KEY,
+            shopify_api_secret=SHOPIFY_API_SECRET,
+            app_url="https://clawback.example",
+            queue_url=self.queue_url,  # a real queue: a POST leaves its job in the file
+        )
+        self.app: Flask = create_app(settings)
+        self.app.config["TESTING"] = True
+        self.client = self.app.test_client()
+        self.db: Database = self.app.extensions["clawback"].db
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAWBACK_", "SHOPIFY_"))} | {
+            "CLAWBACK_ENV": "test",
+            "CLAWBACK_DATABASE_URL": database_url,
+            "CLAWBACK_QUEUE_URL": self.queue_url,
+            "CLAWBACK_ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
+            "SHOPIFY_API_KEY": SHOPIFY_API_KEY,
+            "SHOPIFY_API_SECRET": SHOPIFY_API_SECRET,
+            "XDG_RUNTIME_DIR": str(tmp_path),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.processes: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+        result = self.app.test_cli_runner().invoke(
+            cli, ["shop", "add", "--platform", "shopify", "--domain", SHOP, "--token", "shpat_test_token"]
+        )
+        assert result.exit_code == 0, result.output
+        with self.db.session() as session:
+            shop_id = session.exec(select(Shop.id).where(Shop.domain == SHOP)).one()
+        assert shop_id is not None
+        self.shop_id: int = shop_id
+
+    @property
+    def jobs(self) -> Jobs:
+        """The app's jobs, built on first use: the tasks' retries are read from app.jobs then."""
+        return self.app.extensions["clawback"].jobs  # type: ignore[no-any-return]
+
+    # --- processes ------------------------------------------------------------------------------
+
+    def start(self, name: str, *args: str, argv: Sequence[str] | None = None) -> subprocess.Popen[bytes]:
+        log = self.tmp_path / f"{name}-{len(self.processes)}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [*(argv or [str(CLAWBACK)]), *args],
+                env=self.env,
+                cwd=self.tmp_path,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: gunicorn's workers go with it
+            )
+        self.processes.append((name, proc, log))
+        return proc
+
+    def worker(self, workers: int = 2, argv: Sequence[str] | None = None) -> subprocess.Popen[bytes]:
+        return self.start("worker", "worker", "--workers", str(workers), argv=argv)
+
+    def log(self, proc: subprocess.Popen[bytes]) -> str:
+        return next(log.read_text() for _name, p, log in self.processes if p is proc)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name} (pid {p.pid}, {p.poll()})\n{log.read_text()}" for name, p, log in self.processes)
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGINT (Huey's graceful stop: running tasks finish; gunicorn stops too), then SIGKILL."""
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+    def close(self) -> None:
+        for _name, proc, _log in self.processes:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        self.db.dispose()
+
+    def clawback(self, *args: str, real: bool = True) -> str:
+        """Run the command: the installed script in its own process (about 2 s each), or in-process."""
+        if not real:
+            result = self.app.test_cli_runner().invoke(cli, list(args))
+            assert result.exit_code == 0, f"clawback {' '.join(args)} -> {result.exit_code}\n{result.output}"
+            return result.stdout
+        done = subprocess.run(
+            [CLAWBACK, *args], env=self.env, cwd=self.tmp_path, capture_output=True, text=True, timeout=WAIT_S
+        )
+        assert done.returncode == 0, f"clawback {' '.join(args)} -> {done.returncode}\n{done.stderr}"
+        return done.stdout
+
+    def lines(self, *args: str, real: bool = True) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.clawback(*args, real=real).splitlines() if line.strip()]
+
+    # --- what the books say ---------------------------------------------------------------------
+
+    def ledger(self, *, real: bool = True) -> list[tuple[str, str, int, int, str]]:
+        """Every entry as (kind, order, coins, pending, source): `clawback ledger`, sorted."""
+        return sorted(
+            (e["kind"], e["order_id"], e["coins_delta"], e["pending_delta"], e["source"])
+            for e in self.lines("ledger", "--shop", SHOP, real=real)
+        )
+
+    def check_books(self) -> None:
+        assert self.clawback("check", real=False).startswith("ok:")
+
+    def delivery(self, d: Delivery) -> WebhookDelivery:
+        with self.db.session() as session:
+            return session.exec(select(WebhookDelivery).where(WebhookDelivery.delivery_id == d.webhook_id)).one()
+
+    def count(self, model: Any) -> int:
+        with self.db.session() as session:
+            return int(session.exec(select(func.count()).select_from(model)).one())
+
+    def queued(self) -> int:
+        """process_delivery jobs waiting in the queue file (not those a worker has taken)."""
+        return sum(1 for task in self.jobs.huey.pending() if task.name == "process_delivery")
+
+    def settled(self, *deliveries: Delivery) -> bool:
+        return self.queued() == 0 and all(self.delivery(d).status != "received" for d in deliveries)
+
+    # --- the platform's side --------------------------------------------------------------------
+
+    def post(self, d: Delivery) -> str:
+        response = self.client.post("/webhooks/shopify", data=d.body, headers=d.headers)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return str(response.get_json()["status"])
+
+
+def earned(*deliveries: tuple[int, Delivery]) -> list[tuple[str, str, int, int, str]]:
+    """What each paid order must have booked: one earn entry, from the delivery that carried it."""
+    return sorted(("earn", str(order), EARNED[order], 0, f"shopify:webhook:{d.webhook_id}") for order, d in deliveries)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
+    assert CLAWBACK.exists(), f"the console script is not installed next to {sys.executable}"
+    installed = Stack(tmp_path, database_url)
+    try:
+        yield installed
+    finally:
+        installed.close()
+
+
+# --- holding a lock the worker needs -------------------------------------------------------------
+
+
+PG_LOCK_WAITERS = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
+class WriteLock:
+    """Hold what the worker's transaction needs, from outside the app, until released."""
+
+    def __init__(self, database_url: str, shop_id: int, customer: str) -> None:
+        url = make_url(normalize_url(database_url))
+        self.sqlite: sqlite3.Connection | None = None
+        self.engine: Engine | None = None
+        self.conn: Connection | None = None
+        if url.get_backend_name() == "sqlite":
+            assert url.database
+            self.sqlite = sqlite3.connect(url.database, isolation_level=None)
+            self.sqlite.execute("BEGIN IMMEDIATE")  # every other writer now waits in busy_timeout
+        else:
+            self.engine = create_engine(url)
+            self.conn = self.engine.connect()
+            self.conn.begin()
+            locked = self.conn.execute(
+                text("SELECT id FROM customers WHERE shop_id = :shop AND platform_customer_id = :customer FOR UPDATE"),
+                {"shop": shop_id, "customer": customer},
+            ).all()
+            assert len(locked) == 1
+
+    def waiting(self) -> bool:
+        """Whether a worker is (observably) blocked on us: PostgreSQL can tell; SQLite cannot."""
+        if self.engine is None:
+            return True
+        with self.engine.connect() as probe:
+            return int(probe.execute(text(PG_LOCK_WAITERS)).scalar_one()) > 0
+
+    def release(self) -> None:
+        if self.sqlite is not None:
+            self.sqlite.execute("ROLLBACK")
+            self.sqlite.close()
+            self.sqlite = None
+        if self.conn is not None:
+            self.conn.rollback()
+            self.conn.close()
+            self.conn = None
+        if self.engine is not None:
+            self.engine.dispose()
+            self.engine = None
+
+
+# --- a. the worker is killed mid-transaction ------------------------------------------------------
+
+
+def test_worker_killed_mid_transaction_then_restarted_takes_effect_exactly_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The customer exists (as after any earlier order), so on PostgreSQL there is a row to lock.
+    with stack.db.session() as session:
+        ledger.lock_customer(session, stack.shop_id, CUSTOMER)
+    first, second = Delivery(order_payload(A, total="200.00")), Delivery(order_payload(B, total="100.00"))
+    assert stack.post(first) == "accepted"
+    assert stack.post(second) == "accepted"
+    assert stack.queued() == 2
+
+    lock = WriteLock(stack.database_url, stack.shop_id, CUSTOMER)
+    try:
+        doomed = stack.worker(workers=1)
+        wait_until("the worker takes the first job", lambda: stack.queued() == 1, stack.logs)
+        wait_until("the worker runs it", lambda: "Executing app.jobs.process_delivery" in stack.log(doomed), stack.logs)
+        wait_until("the worker blocks on the lock", lock.waiting, stack.logs)
+        time.sleep(0.5)  # SQLite cannot show the waiter: give it time to reach busy_timeout
+        assert "executed in" not in stack.log(doomed), stack.logs()
+        assert doomed.poll() is None, stack.logs()
+        os.kill(doomed.pid, signal.SIGKILL)
+        assert doomed.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        lock.release()
+
+    # Nothing of the interrupted transaction survived; the first job is gone with the worker.
+    assert stack.ledger(real=False) == []
+    for d in (first, second):
+        row = stack.delivery(d)
+        assert (row.status, row.attempts, row.processed_at) == ("received", 0, None)
+    assert stack.count(Order) == 0
+    assert stack.queued() == 1  # the second delivery's job was never taken
+
+    # The sweep (every minute in a worker) finds both still 'received' and enqueues them again:
+    # the second one now has two jobs, which a worker with two threads may run at once.
+    monkeypatch.setattr(app.jobs, "SWEEP_AFTER_S", 0)
+    with stack.app.app_context():
+        assert services().jobs.sweep() == 2
+    assert stack.queued() == 3
+    fresh = stack.worker(workers=2)
+    wait_until("both deliveries are processed", lambda: stack.settled(first, second), stack.logs)
+    stack.stop(fresh)
+    assert fresh.returncode == 0, stack.logs()
+
+    books = earned((A, first), (B, second))
+    assert stack.ledger() == books
+    stack.check_books()
+    for d in (first, second):
+        row = stack.delivery(d)
+        assert (row.status, row.attempts, row.last_error) == ("processed", 1, None)  # the killed try left no trace
+
+    # The platform retries: a duplicate of a processed delivery is not even enqueued.
+    assert stack.post(first) == "duplicate"
+    assert stack.queued() == 0
+    # An operator replays it: processing again finds nothing new.
+    assert stack.lines("replay", "--id", str(stack.delivery(first).id)) == [
+        {"replayed": 1, "results": {"processed": 1}}
+    ]
+    assert stack.ledger(real=False) == books
+    stack.check_books()
+
+
+# --- b. the web process dies after storing, before answering --------------------------------------
+
+
+def test_web_killed_after_storing_the_platform_retry_enqueues_it_once(stack: Stack) -> None:
+    paid = Delivery(order_payload(A, total="200.00"))
+    # The web process stored and committed the delivery, then died: no job, no answer.
+    with stack.db.session() as session:
+        kept = {k: v for k, v in paid.headers.items() if k.startswith("X-") and k != "X-Shopify-Hmac-Sha256"}
+        pk = store_delivery(session, shop_id=stack.shop_id, platform="shopify", topic=paid.topic,
+                            delivery_id=paid.webhook_id, body=paid.body, headers=kept)  # fmt: skip
+    assert pk is not None
+    assert stack.queued() == 0
+
+    # The platform, having no answer, retries, this time to a real `clawback serve` (web only).
+    port = free_port()
+    web = stack.start("serve", "serve", "--port", str(port), "--workers", "1", "--job-workers", "0")
+
+    def post() -> tuple[int, Mapping[str, Any]]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/webhooks/shopify", data=paid.body, headers=paid.headers, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+
+    def healthy() -> bool:
+        assert web.poll() is None, stack.logs()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    wait_until("clawback serve answers", healthy, stack.logs)
+    assert post() == (200, {"status": "duplicate"})
+    assert stack.queued() == 1  # enqueued again, this time
+    assert stack.delivery(paid).status == "received"  # and only enqueued: the web runs no jobs
+
+    worker = stack.worker()
+    wait_until("the delivery is processed", lambda: stack.settled(paid), stack.logs)
+    books = earned((A, paid))
+    assert stack.ledger(real=False) == books
+
+    # A third try: still a duplicate, not enqueued, nothing changes.
+    assert post() == (200, {"status": "duplicate"})
+    assert stack.queued() == 0
+    stack.stop(worker)
+    stack.stop(web)
+    assert (worker.returncode, web.returncode) == (0, 0), stack.logs()
+    assert stack.ledger() == books
+    assert stack.count(WebhookDelivery) == 1
+    row = stack.delivery(paid)
+    assert (row.id, row.status, row.attempts) == (pk, "processed", 1)
+    stack.check_books()
+
+
+# --- c. a poison delivery never blocks the others -------------------------------------------------
+
+
+def garbage_amount() -> dict[str, Any]:
+    """A validly signed paid order whose total is not a number: MalformedDelivery, no retries."""
+    payload = order_payload(ORDER + 9, total="50.00")
+    payload["total_price_set"]["shop_money"]["amount"] = "fifty dollars"
+    return payload
+
+
+def raising() -> dict[str, Any]:
+    """A well-formed order whose processing raises a plain error (in FAILING_WORKER): retried, then dead."""
+    return order_payload(ORDER + 9, total="50.00", tags=POISON)
+
+
+@pytest.mark.parametrize(
+    ("poison", "argv", "error"),
+    [
+        (garbage_amount, None, "malformed: orders/paid: TranslationError"),
+        (raising, [sys.executable, "-c", FAILING_WORKER], f"RuntimeError: {POISON}"),
+    ],
+    ids=["malformed", "raises"],
+)
+def test_a_poison_delivery_is_dead_lettered_and_never_blocks_the_others(
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    poison: Callable[[], dict[str, Any]],
+    argv: list[str] | None,
+    error: str,
+) -> None:
+    monkeypatch.setattr(app.jobs, "PROCESS_RETRIES", 1)  # read when the app first builds its jobs, just below
+    bad = Delivery(poison())
+    good = [Delivery(order_payload(A, total="200.00")), Delivery(order_payload(B, total="100.00"))]
+    for d in (bad, *good):  # the poison one first, and one worker thread: it must not hold the line
+        assert stack.post(d) == "accepted"
+    assert stack.queued() == 3
+
+    worker = stack.worker(workers=1, argv=argv)
+    wait_until("the good deliveries are processed", lambda: all(stack.delivery(d).status == "processed" for d in good),
+               stack.logs)  # fmt: skip
+    wait_until("the poison delivery is dead-lettered", lambda: stack.settled(bad), stack.logs)
+    stack.stop(worker)
+    assert worker.returncode == 0, stack.logs()
+
+    assert stack.ledger() == earned((A, good[0]), (B, good[1]))
+    stack.check_books()
+    failed = stack.lines("deliveries", "--failed")
+    assert [(f["delivery_id"], f["status"]) for f in failed] == [(bad.webhook_id, "failed")]
+    assert failed[0]["last_error"].startswith(error), failed[0]
+    assert failed[0]["attempts"] == (1 if argv is None else 2)  # malformed: never retried; raising: one retry
+    assert [d["status"] for d in stack.lines("deliveries", real=False)] == ["processed", "processed", "failed"]
