@@ -1,0 +1,300 @@
+"""Black Friday on one small machine: `python -m bench.run` prints a table and writes JSON.
+
+1. Webhook intake against `clawback serve` (SQLite by default; PostgreSQL when
+   CLAWBACK_DATABASE_URL says so): signed Shopify deliveries of 5–15 KB from a separate
+   load-generator process, 64 connections, a fixed count, 5% duplicates.
+2. The ceiling: a bare Flask endpoint under the same gunicorn settings and the same load.
+3. End to end: first delivery sent → every delivery processed into the ledger; nothing lost
+   or doubled (stored == unique sent, all processed, the auditor finds nothing).
+4. Scale of data: balance lookup, customer history and the activity page with 10 thousand and
+   with 1 million ledger entries (100 thousand customers).
+5. Reconciliation: orders/s fed through reconcile from recorded pages of orders.
+Peak memory (VmHWM) of every web and worker process is read from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-secret"
+SHOP = "bench.myshopify.com"
+CLAWBACK = str(Path(sys.executable).parent / "clawback")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(port: int, path: str = "/healthz", timeout_s: float = 30) -> None:
+    import urllib.request
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1)
+            return
+        except Exception:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing answered on port {port}")
+
+
+def tree(pid: int) -> list[int]:
+    """pid and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def peak_rss_mb(pids: list[int]) -> dict[str, float]:
+    out = {}
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ").strip()
+        except OSError:
+            continue
+        hwm = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")), 0)
+        role = "worker" if " worker" in cmd else ("gunicorn master" if pid == pids[0] else "gunicorn worker")
+        out[f"{role} {pid}"] = round(hwm / 1024, 1)
+    return out
+
+
+@contextmanager
+def server(argv: list[str], env: dict[str, str], port: int):  # type: ignore[no-untyped-def]
+    proc = subprocess.Popen(
+        argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        wait_http(port, "/healthz" if "serve" in argv else "/", timeout_s=60)
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def load(port: int, count: int, concurrency: int, duplicates: float) -> dict[str, Any]:
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        "--port",
+        str(port),
+        "--count",
+        str(count),
+        "--concurrency",
+        str(concurrency),
+        "--duplicates",
+        str(duplicates),
+        "--secret",
+        SECRET,
+        "--shop",
+        SHOP,
+    ]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def clawback(env: dict[str, str], *args: str) -> str:
+    return subprocess.run([CLAWBACK, *args], env=env, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+def intake(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    env = {**os.environ, "SHOPIFY_API_SECRET": SECRET, "CLAWBACK_ENV": "development"}
+    env.setdefault("CLAWBACK_DATABASE_URL", f"sqlite:///{workdir / 'bench.db'}")
+    clawback(env, "db", "upgrade")
+    clawback(env, "shop", "add", "--platform", "shopify", "--domain", SHOP)
+    clawback(env, "settings", "set", "--shop", SHOP, "revert.enabled=true")
+    results: dict[str, Any] = {"database": env["CLAWBACK_DATABASE_URL"].split(":", 1)[0]}
+    gunicorn = ["--workers", str(args.workers)]
+    port = free_port()
+    bare = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-w",
+        str(args.workers),
+        "-b",
+        f"127.0.0.1:{port}",
+        "--worker-class",
+        "sync",
+        "--access-logfile",
+        "/dev/null",
+        "--no-control-socket",
+        "bench.bare_app:create_app()",
+    ]
+    with server(bare, env, port) as proc:
+        results["ceiling"] = load(port, args.count, args.concurrency, args.duplicates)
+        results["ceiling"]["peak_rss_mb"] = peak_rss_mb(tree(proc.pid))
+    port = free_port()
+    serve = [CLAWBACK, "serve", "--port", str(port), *gunicorn, "--job-workers", str(args.job_workers)]
+    with server(serve, env, port) as proc:
+        started = time.perf_counter()
+        results["intake"] = load(port, args.count, args.concurrency, args.duplicates)
+        unique = results["intake"]["unique"]
+        results["end_to_end"] = wait_processed(env, unique, started, timeout_s=args.e2e_timeout_s)
+        results["intake"]["peak_rss_mb"] = peak_rss_mb(tree(proc.pid))
+    results["end_to_end"]["check"] = clawback(env, "check").strip()
+    c, i = results["ceiling"]["per_s"], results["intake"]["per_s"]
+    results["intake"]["ratio_to_ceiling"] = round(i / c, 3) if c else 0.0
+    return results
+
+
+def wait_processed(env: dict[str, str], unique: int, started: float, timeout_s: float) -> dict[str, Any]:
+    from sqlalchemy import create_engine, text
+
+    from app.db import normalize_url
+
+    engine = create_engine(normalize_url(env["CLAWBACK_DATABASE_URL"]))
+    deadline = time.time() + timeout_s
+    counts: dict[str, int] = {}
+    while time.time() < deadline:
+        with engine.connect() as conn:
+            counts = {
+                s: int(n)
+                for s, n in conn.execute(text("SELECT status, count(*) FROM webhook_deliveries GROUP BY status"))
+            }
+        if sum(counts.values()) >= unique and counts.get("received", 0) == 0:
+            break
+        time.sleep(0.1)
+    elapsed = time.perf_counter() - started
+    with engine.connect() as conn:
+        entries = int(conn.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one())
+    engine.dispose()
+    stored = sum(counts.values())
+    return {
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(unique / elapsed, 1),
+        "stored": stored,
+        "unique_sent": unique,
+        "by_status": counts,
+        "ledger_entries": entries,
+        "lost": unique - stored,
+        "doubled": max(0, stored - unique),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--duplicates", type=float, default=0.05)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, for both servers")
+    parser.add_argument("--job-workers", type=int, default=2)
+    parser.add_argument("--e2e-timeout-s", type=float, default=600)
+    parser.add_argument("--sizes", default="10000,1000000", help="ledger sizes for the data-scale phase")
+    parser.add_argument("--skip", default="", help="comma list of phases to skip: intake,data,reconcile")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "out"))
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "skip")},
+    }
+    with tempfile.TemporaryDirectory(prefix="clawback-bench-") as tmp:
+        workdir = Path(tmp)
+        if "intake" not in skip:
+            results.update(intake(args, workdir))
+        if "data" not in skip:
+            from bench import data
+
+            results["data"] = data.run([int(n) for n in args.sizes.split(",")], workdir)
+        if "reconcile" not in skip:
+            from bench import reconcile
+
+            results["reconcile"] = reconcile.run(workdir)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"results-{results['date'].replace(':', '')}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(table(results))
+    print(f"\nwritten: {path}")
+
+
+def machine() -> dict[str, Any]:
+    mem_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def table(r: dict[str, Any]) -> str:
+    rows = [
+        ("machine", f"{r['machine']['cpus']} cpus, {r['machine']['memory_gb']} GB, Python {r['machine']['python']}")
+    ]
+    if "intake" in r:
+        c, i, e = r["ceiling"], r["intake"], r["end_to_end"]
+        rows += [
+            ("database", r["database"]),
+            (
+                "ceiling (bare Flask)",
+                f"{c['per_s']}/s  p50 {c['p50_ms']} ms  p99 {c['p99_ms']} ms  max {c['max_ms']} ms",
+            ),
+            (
+                "intake (clawback)",
+                f"{i['per_s']}/s  p50 {i['p50_ms']} ms  p99 {i['p99_ms']} ms  max {i['max_ms']} ms  "
+                f"errors {i['errors']}",
+            ),
+            ("intake / ceiling", f"{i['ratio_to_ceiling']}"),
+            ("bodies", f"{i['body_kb_min']}–{i['body_kb_max']} KB, {i['sent']} sent, {i['unique']} unique"),
+            (
+                "end to end",
+                f"{e['events_per_s']} events/s over {e['seconds']} s; lost {e['lost']}, doubled {e['doubled']}; "
+                f"{e['by_status']}; {e['check']}",
+            ),
+            ("peak RSS, clawback (MB)", ", ".join(f"{k}: {v}" for k, v in i["peak_rss_mb"].items())),
+        ]
+    for size, d in (r.get("data") or {}).items():
+        if size == "ratios":
+            continue
+        rows += [
+            (
+                f"data {size} entries",
+                ", ".join(f"{k} p50 {v['p50_ms']} / p99 {v['p99_ms']} ms" for k, v in d.items() if isinstance(v, dict)),
+            )
+        ]
+    if r.get("data", {}).get("ratios"):
+        rows.append(("data 1M / 10k (p50)", ", ".join(f"{k} {v}" for k, v in r["data"]["ratios"].items())))
+    if "reconcile" in r:
+        rows.append(("reconcile", f"{r['reconcile']['orders_per_s']} orders/s ({r['reconcile']['orders']} orders)"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+if __name__ == "__main__":
+    main()
