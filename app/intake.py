@@ -96,7 +96,9 @@ def process_delivery(db: Database, delivery_pk: int, parse: Parser, *, now: date
             ).first()
             if delivery is None:
                 return "missing"  # the shop was erased meanwhile
-            if delivery.status in ("processed", "ignored"):
+            if delivery.status in ("processed", "ignored", "failed"):
+                # Done, or dead-lettered (only `clawback replay` brings it back): a leftover or
+                # repeated job must not run it again.
                 return delivery.status
             shop = session.get(Shop, delivery.shop_id)
             assert shop is not None

@@ -30,7 +30,9 @@ from app.snapshot import OrderSnapshot
 
 log = logging.getLogger(__name__)
 PROCESS_RETRIES = 6  # 2 s, 4 s, 8 s, … about two minutes in all, then the dead-letter list
-SWEEP_AFTER_S = 120  # a delivery still 'received' this long after arrival lost its job
+# A delivery still 'received' this long after arrival lost its job. Longer than the whole retry
+# schedule (2 + 4 + … + 64 = 126 s), so a delivery waiting for a retry is not swept twice.
+SWEEP_AFTER_S = 600
 
 
 def make_huey(queue_url: str, database_url: str) -> Huey:

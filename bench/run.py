@@ -42,6 +42,7 @@ def free_port() -> int:
 
 
 def wait_http(port: int, path: str = "/healthz", timeout_s: float = 30) -> None:
+    import urllib.error
     import urllib.request
 
     deadline = time.time() + timeout_s
@@ -49,7 +50,9 @@ def wait_http(port: int, path: str = "/healthz", timeout_s: float = 30) -> None:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1)
             return
-        except Exception:
+        except urllib.error.HTTPError:
+            return  # an answer, even a 404, means the server is up
+        except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"nothing answered on port {port}")
 

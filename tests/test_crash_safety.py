@@ -21,10 +21,10 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -468,3 +468,32 @@ def test_a_poison_delivery_is_dead_lettered_and_never_blocks_the_others(
     assert failed[0]["last_error"].startswith(error), failed[0]
     assert failed[0]["attempts"] == (1 if argv is None else 2)  # malformed: never retried; raising: one retry
     assert [d["status"] for d in stack.lines("deliveries", real=False)] == ["processed", "processed", "failed"]
+
+
+# --- the sweep and the retries -------------------------------------------------------------------
+
+
+def test_the_sweep_leaves_alone_a_delivery_whose_retry_is_scheduled(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors.shopify import ShopifyConnector
+
+    def failing(*_args: Any) -> list[Any]:
+        raise RuntimeError("the database is having a bad minute")
+
+    monkeypatch.setattr(ShopifyConnector, "parse", failing)
+    paid = Delivery(order_payload(A, total="200.00"))
+    assert stack.post(paid) == "accepted"
+    huey = stack.jobs.huey
+    huey.execute(huey.dequeue())  # the attempt fails: Huey schedules the retry
+    assert (stack.queued(), huey.scheduled_count(), stack.delivery(paid).status) == (0, 1, "received")
+
+    # As it stands a second before its last retry is due: it arrived sum(schedule) - 1 seconds ago.
+    schedule = [2 * 2**i for i in range(app.jobs.PROCESS_RETRIES)]
+    with stack.db.session() as session:
+        row = session.exec(select(WebhookDelivery).where(WebhookDelivery.delivery_id == paid.webhook_id)).one()
+        row.received_at = row.received_at - timedelta(seconds=sum(schedule) - 1)
+        session.add(row)
+    with stack.app.app_context():
+        swept = services().jobs.sweep()
+    assert (swept, stack.queued()) == (0, 0), "its job is alive in the schedule; the sweep made a second one"

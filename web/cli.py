@@ -120,13 +120,22 @@ def db_upgrade(revision: str) -> None:
     type=click.IntRange(0, 64),
     help="job worker threads started beside the web app (0: run `clawback worker` elsewhere)",
 )
-def serve(host: str, port: int, workers: int, job_workers: int) -> None:
+@click.option(
+    "--migrate/--no-migrate",
+    "migrate_first",
+    default=True,
+    show_default=True,
+    help="apply migrations first (turn off when a release step does it, e.g. several replicas)",
+)
+def serve(host: str, port: int, workers: int, job_workers: int, migrate_first: bool) -> None:
     """Run the app under gunicorn, and the job worker beside it (migrating the database first)."""
+    import signal
     import subprocess
 
     from web.server import run
 
-    migrate.upgrade(services().settings.database_url)
+    if migrate_first:
+        migrate.upgrade(services().settings.database_url)
     worker = None
     if job_workers:
         # The same program, in its own process, so a slow job never holds a web worker.
@@ -136,7 +145,7 @@ def serve(host: str, port: int, workers: int, job_workers: int) -> None:
         run(host=host, port=port, workers=workers)
     finally:
         if worker is not None:
-            worker.terminate()
+            worker.send_signal(signal.SIGINT)  # Huey's graceful stop: running jobs finish first
             try:
                 worker.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -145,7 +154,13 @@ def serve(host: str, port: int, workers: int, job_workers: int) -> None:
 
 @cli.command()
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="worker threads")
-def worker(workers: int) -> None:
+@click.option(
+    "--periodic/--no-periodic",
+    default=True,
+    show_default=True,
+    help="run the schedules (sweep, releases, write-backs, reconciliation); one replica is enough",
+)
+def worker(workers: int, periodic: bool) -> None:
     """Run the job worker: webhook processing, write-backs, releases and sweeps, with retries."""
     jobs = services().jobs
     if jobs.huey.immediate:
@@ -153,7 +168,7 @@ def worker(workers: int) -> None:
     click.echo(f"Clawback worker: {workers} threads on {type(jobs.huey).__name__}", err=True)
     # Poll at least every half second when idle (SQLite storage polls; Redis and PostgreSQL block),
     # so a webhook's effect shows within a second or two.
-    jobs.huey.create_consumer(workers=workers, worker_type="thread", periodic=True, max_delay=0.5).run()
+    jobs.huey.create_consumer(workers=workers, worker_type="thread", periodic=periodic, max_delay=0.5).run()
 
 
 @cli.command()
