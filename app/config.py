@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     # redis://…, postgresql://… or sqlite:///path; empty: beside the database. "immediate://" runs
     # jobs inline, in the caller's process (tests).
     queue_url: str = Field("", alias="CLAWBACK_QUEUE_URL")
+    # GET /dev/login opens the demo shop's pages without a store admin. Never in production.
+    dev_login: bool = Field(False, alias="CLAWBACK_DEV_LOGIN")
 
     def check(self) -> Settings:
         """Refuse unsafe values outside development; return self so it chains."""
@@ -53,6 +55,8 @@ class Settings(BaseSettings):
             problems.append("CLAWBACK_SECRET_KEY must be set to a random value of 32+ characters")
         if self.encryption_key in ("", DEV_ENCRYPTION_KEY):
             problems.append("CLAWBACK_ENCRYPTION_KEY must be set (a Fernet key, or several comma-separated)")
+        if self.dev_login:
+            problems.append("CLAWBACK_DEV_LOGIN must not be set in production")
         if not self.app_url.startswith("https://"):
             problems.append("CLAWBACK_APP_URL must be the app's public https:// address")
         if problems:
