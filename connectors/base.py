@@ -3,7 +3,9 @@
 Differences between platforms are class attributes and a few overridden methods; the web layer
 calls only what is declared here, in this order: `shop_hint` from the headers, `verify` the raw
 body with that shop's `secrets` (before any parsing), `identify` the delivery, store it, and later
-`parse` it into domain events.
+`parse` it into domain events. A platform that names the shop only inside the signed body
+(`shop_in_body`) is verified against the secrets of all its shops first, and against the named
+shop's own secrets once `identify` has read the body.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ class Connector(ABC):
     topic_header: str | None = None  # where the event type travels, when it is a header
     # Privacy topics answered 200 even for a shop we do not hold: there is nothing to give or erase.
     compliance_topics: frozenset[str] = frozenset()
+    # True when no header names the shop and only the signed body does (Fynd): `shop_hint` is None, the
+    # signature is checked against every secret the platform's shops hold before anything is parsed,
+    # then again against the secrets of the shop `identify` reads from the body.
+    shop_in_body: bool = False
+    # Topics a platform sends only to test the endpoint (Fynd's ping): answered 200 once verified and
+    # identified, never stored.
+    test_topics: frozenset[str] = frozenset()
 
     @abstractmethod
     def shop_hint(self, headers: Mapping[str, str]) -> str | None:

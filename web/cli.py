@@ -28,6 +28,7 @@ from app.shops import (
     register_shop,
     shop_settings,
 )
+from connectors import fynd
 from web import create_app
 from web.extensions import Services, services
 
@@ -193,28 +194,44 @@ def shop() -> None:
 
 
 @shop.command("add")
-@click.option("--platform", required=True, type=click.Choice(["shopify", "woocommerce"]))
+@click.option("--platform", required=True, type=click.Choice(["shopify", "woocommerce", "fynd"]))
 @click.option("--domain", help="Shopify: name.myshopify.com")
 @click.option("--url", help="WooCommerce: the store's base URL")
 @click.option("--token", help="Shopify: an offline access token")
 @click.option("--webhook-secret", help="WooCommerce: the secret webhooks are signed with")
 @click.option("--key", help="WooCommerce: REST consumer key")
 @click.option("--secret", help="WooCommerce: REST consumer secret")
+@click.option("--company-id", help="Fynd: the company id")
+@click.option("--application-id", help="Fynd: the sales channel (application) id")
+@click.option("--api-secret", help="Fynd: the extension's API secret, which signs its webhooks")
 @click.option("--currency", help="The shop's currency (ISO 4217; USD for a new shop)")
 @click.option("--name", default="", help="A display name")
 @refuses_bad_input
 def shop_add(platform: str, domain: str | None, url: str | None, token: str | None, webhook_secret: str | None,
-             key: str | None, secret: str | None, currency: str | None, name: str) -> None:  # fmt: skip
+             key: str | None, secret: str | None, company_id: str | None, application_id: str | None,
+             api_secret: str | None, currency: str | None, name: str) -> None:  # fmt: skip
     """Register a shop by hand, without calling it (operators, tests)."""
     credentials: dict[str, str] = {}
+    new_settings = None
+    fynd_given = company_id or application_id or api_secret
     if platform == "shopify":
-        if not domain or url or webhook_secret or key or secret:
+        if not domain or url or webhook_secret or key or secret or fynd_given:
             raise CliError("--platform shopify takes --domain (and optionally --token), nothing else")
         where = normalize_shopify_domain(domain)
         if token:
             credentials["access_token"] = token
+    elif platform == "fynd":
+        others = domain or url or token or webhook_secret or key or secret
+        if not (company_id and application_id and api_secret) or others:
+            raise CliError("--platform fynd takes --company-id, --application-id and --api-secret, nothing else")
+        try:
+            where = fynd.shop_domain(company_id, application_id)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        credentials["api_secret"] = api_secret
+        new_settings = fynd.default_settings()  # the seed's policy, for a shop registered now
     else:
-        if not url or not webhook_secret or domain or token:
+        if not url or not webhook_secret or domain or token or fynd_given:
             raise CliError("--platform woocommerce takes --url and --webhook-secret (and optionally --key/--secret)")
         if bool(key) != bool(secret):
             raise CliError("--key and --secret go together")
@@ -224,7 +241,8 @@ def shop_add(platform: str, domain: str | None, url: str | None, token: str | No
             credentials |= {"consumer_key": key, "consumer_secret": secret}
     with unit_of_work() as session:
         found, created = register_shop(session, services().vault, platform=platform, domain=where,
-                                       credentials=credentials, currency=currency, name=name)  # fmt: skip
+                                       credentials=credentials, currency=currency, name=name,
+                                       settings=new_settings)  # fmt: skip
         emit({"shop": found.domain, "platform": found.platform, "created": created})
 
 

@@ -96,7 +96,8 @@ SHIPMENT_STATUS: Mapping[str, Meaning] = {
 STATUS_PREFIXES: Sequence[tuple[str, Meaning]] = (("rto_", RTO),)
 
 # Candidate paths, first match wins. INFERRED paths are marked in the module docstring.
-SHIPMENT_ID_PATHS = (("shipment_id",), ("id",))
+# Read from `payload`: the company webhook reference puts `shipment_id` beside `shipment`.
+SHIPMENT_ID_PATHS = (("shipment", "shipment_id"), ("shipment_id",), ("shipment", "id"))
 ORDER_ID_PATHS = (("order_id",), ("fynd_order_id",), ("order", "fynd_order_id"), ("order", "order_id"))
 STATUS_PATHS = (("shipment_status", "current_shipment_status"), ("shipment_status", "status"), ("status",))
 CUSTOMER_ID_KEYS = ("user_oid", "mongo_user_id", "user_id", "uid", "u_id", "id", "_id")
@@ -217,8 +218,7 @@ def shipment_snapshot(body: Mapping[str, Any], shop: str, shop_currency: str) ->
     shipment = payload.get("shipment") if isinstance(payload, Mapping) else None
     if not isinstance(shipment, Mapping):
         raise TranslationError("not a shipment event: no payload.shipment")
-    assert isinstance(payload, Mapping)
-    shipment_id = _id(first(shipment, SHIPMENT_ID_PATHS) or payload.get("shipment_id"), "shipment id")
+    shipment_id = _id(first(payload, SHIPMENT_ID_PATHS), "shipment id")
     fynd_order = first(shipment, ORDER_ID_PATHS)
     said = meaning(first(shipment, STATUS_PATHS))
     total = amount_paid(shipment)

@@ -206,6 +206,14 @@ def test_company_webhook_shape_shipment_id_at_payload_root() -> None:
     assert (snap.order_id, snap.label) == ("99", "FY1 shipment 99")
 
 
+def test_shipment_id_wins_over_an_internal_id() -> None:
+    body = shipment_event(shipment_id="123")
+    body["payload"]["shipment"]["id"] = 7
+    assert snapshot(body).order_id == "123"
+    del body["payload"]["shipment"]["shipment_id"]
+    assert snapshot(body).order_id == "7"
+
+
 @pytest.mark.parametrize("change", ["no payload", "no shipment", "no shipment id", "long shipment id"])
 def test_not_a_shipment_is_malformed(change: str) -> None:
     body = shipment_event()
@@ -363,7 +371,10 @@ def test_other_topics_are_ignored(topic: str) -> None:
     assert isinstance(event, Ignored)
 
 
-@pytest.mark.parametrize("raw", [b"{", b"[]", b"\xff", compact({"event": {}}), compact(shipment_event() | {"payload": 1})])
+UNREADABLE = [b"{", b"[]", b"\xff", compact({"event": {}}), compact(shipment_event() | {"payload": 1})]
+
+
+@pytest.mark.parametrize("raw", UNREADABLE)
 def test_unreadable_shipment_event_is_malformed(raw: bytes) -> None:
     with pytest.raises(MalformedDelivery):
         FYND.parse(UPDATE, raw, shop())
