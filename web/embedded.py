@@ -1,4 +1,5 @@
-"""GET /app: the app's entry inside Shopify admin (the App URL in shopify.app.toml).
+"""GET /app: the app's entry inside Shopify admin (the App URL in shopify.app.toml); it opens on
+the Features page (web/admin.py), signed in with a fresh page token for the verified shop.
 
 The first document load carries a session token (`id_token`). It is verified (HS256 with the app
 secret, `aud` = our API key, and — beyond what shopifyapp checks — `iss` and `dest` naming the same
@@ -12,15 +13,17 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, make_response, render_template, request
+from flask import Blueprint, Response, g, make_response, request
 from flask.typing import ResponseReturnValue
-from sqlmodel import col, select
+from sqlmodel import select
 
 from app.config import Settings
-from app.models import LedgerEntry, Shop
+from app.models import Shop
 from app.shops import read_credentials, register_shop
 from connectors.shopify import oauth, shop_domain
+from web import admin
 from web.extensions import get_session, services
+from web.session import Signed
 
 log = logging.getLogger(__name__)
 bp = Blueprint("embedded", __name__)
@@ -68,11 +71,13 @@ def app_home() -> ResponseReturnValue:
         shop, _ = register_shop(session, svc.vault, platform="shopify", domain=domain, credentials=credentials)
         session.commit()
         log.info("managed install on %s", domain)
-    entries = session.exec(
-        select(LedgerEntry).where(LedgerEntry.shop_id == shop.id).order_by(col(LedgerEntry.id).desc()).limit(20)
-    ).all()
-    page = make_response(render_template("embedded/home.html", shop=shop, entries=entries,
-                                         api_key=svc.settings.shopify_api_key))  # fmt: skip
+    assert shop.id is not None
+    # Served here rather than redirected: the document load keeps App Bridge's `host` and `shop`,
+    # and every link on the page carries a token minted for this verified shop.
+    g.signed, g.shop = Signed(shop.id, "shopify"), shop
+    page = make_response(admin.features_page())
     for name, value in verified.response.headers.items():  # the shop's CSP frame-ancestors, App Bridge links
         page.headers[name] = value
+    page.headers["Cache-Control"] = "no-store"
+    page.headers["Referrer-Policy"] = "no-referrer"  # the page's links carry the token
     return page
