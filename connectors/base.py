@@ -10,8 +10,9 @@ shop's own secrets once `identify` has read the body.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 from app.config import Settings
 from app.crypto import Vault
 from app.db import Database
-from app.events import Event
+from app.events import Event, Ignored
+from app.intake import MalformedDelivery
 from app.models import Shop
 from app.snapshot import OrderSnapshot
 from app.writebacks import Executor
@@ -78,6 +80,21 @@ class Connector(ABC):
         """Orders the platform changed since `since`, as snapshots (reconciliation)."""
         raise LookupError(f"{self.name} shops cannot be reconciled")
 
-    @abstractmethod
+    # topic → what the delivery means; a topic not listed is accepted and ignored.
+    topics: Mapping[str, Callable[[dict[str, Any], Shop], list[Event]]] = {}
+
     def parse(self, topic: str, raw_body: bytes, shop: Shop) -> list[Event]:
-        """What this delivery means. Raises app.intake.MalformedDelivery when it cannot be read."""
+        """What this delivery means. Raises MalformedDelivery when it cannot be read: bad JSON, or
+        a payload without the fields its topic needs (retrying cannot fix either)."""
+        handler = self.topics.get(topic)
+        if handler is None:
+            return [Ignored(f"topic {topic} is not one Clawback acts on")]
+        try:
+            body = json.loads(raw_body)
+            if not isinstance(body, dict):
+                raise MalformedDelivery("the body is not a JSON object")
+            return handler(body, shop)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise MalformedDelivery(f"invalid JSON: {exc}") from exc
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:  # ValueError covers TranslationError
+            raise MalformedDelivery(f"{topic}: {type(exc).__name__}: {exc}") from exc

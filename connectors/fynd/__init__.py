@@ -35,7 +35,6 @@ from typing import Any
 
 from app.config import Settings
 from app.events import Event, Ignored, OrderChanged
-from app.intake import MalformedDelivery
 from app.models import Shop
 from app.shop_settings import ShopSettings, apply_changes
 from connectors import register
@@ -124,6 +123,7 @@ class FyndConnector(Connector):
     signature_header = "X-Fp-Signature"
     shop_in_body = True
     test_topics = frozenset({PING})
+    topics = TOPICS
 
     def shop_hint(self, headers: Mapping[str, str]) -> str | None:
         return None  # Fynd names the company and sales channel in the body only
@@ -162,17 +162,3 @@ class FyndConnector(Connector):
             raise ValueError("event.id is missing")
         shop = shop_domain(body.get("company_id"), _application_id(body.get("application_id")))
         return Delivery(shop=shop, delivery_id=delivery_id, topic=topic)
-
-    def parse(self, topic: str, raw_body: bytes, shop: Shop) -> list[Event]:
-        handler = TOPICS.get(topic)
-        if handler is None:
-            return [Ignored(f"topic {topic} is not one Clawback acts on")]
-        try:
-            body = json.loads(raw_body)
-            if not isinstance(body, dict):
-                raise MalformedDelivery("the body is not a JSON object")
-            return handler(body, shop)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MalformedDelivery(f"invalid JSON: {exc}") from exc
-        except (translate.TranslationError, KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise MalformedDelivery(f"{topic}: {type(exc).__name__}: {exc}") from exc

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -25,7 +24,6 @@ from app.events import (
     OrderChanged,
     ShopRedacted,
 )
-from app.intake import MalformedDelivery
 from app.models import Shop
 from app.snapshot import OrderSnapshot, Refund, Status
 from app.writebacks import Executor
@@ -136,6 +134,7 @@ class ShopifyConnector(Connector):
     signature_header = "X-Shopify-Hmac-Sha256"
     topic_header = "X-Shopify-Topic"
     compliance_topics = COMPLIANCE_TOPICS
+    topics = TOPICS
 
     def shop_hint(self, headers: Mapping[str, str]) -> str | None:
         return shop_domain(headers.get("X-Shopify-Shop-Domain"))
@@ -189,17 +188,3 @@ class ShopifyConnector(Connector):
         if not topic or len(topic) > 100:
             raise ValueError("X-Shopify-Topic is missing")
         return Delivery(shop=domain, delivery_id=webhook_id, topic=topic)
-
-    def parse(self, topic: str, raw_body: bytes, shop: Shop) -> list[Event]:
-        handler = TOPICS.get(topic)
-        if handler is None:
-            return [Ignored(f"topic {topic} is not one Clawback acts on")]
-        try:
-            body = json.loads(raw_body)
-            if not isinstance(body, dict):
-                raise MalformedDelivery("the body is not a JSON object")
-            return handler(body, shop)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MalformedDelivery(f"invalid JSON: {exc}") from exc
-        except (translate.TranslationError, KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise MalformedDelivery(f"{topic}: {type(exc).__name__}: {exc}") from exc
