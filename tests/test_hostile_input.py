@@ -31,10 +31,12 @@ from __future__ import annotations
 import base64
 import copy
 import fcntl
+import functools
 import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -62,6 +64,7 @@ from sqlalchemy import text
 from sqlmodel import select
 from werkzeug.test import TestResponse
 
+import connectors
 from app import audit, rules, wallet
 from app.crypto import Vault
 from app.db import Database
@@ -89,10 +92,22 @@ HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "shopify"
 ARTIFACT = Path(__file__).resolve().parents[1] / "test-artifacts" / "hostile-inputs.txt"
 ON_PG = bool(PG_URL)
-SETTINGS = settings(
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+SCALE = float(os.environ.get("CLAWBACK_HOSTILE_SCALE", "1"))  # more (or fewer) examples per sweep
+
+
+def sweep_settings(examples: int) -> settings:
+    """Hypothesis settings for a sweep that reuses one app and database (function-scoped fixtures)."""
+    return settings(
+        max_examples=max(1, int(examples * SCALE)),
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+        ],
+    )
+
 
 # --- how many inputs were tried ----------------------------------------------------------------
 
@@ -107,31 +122,39 @@ def _run_id(config: pytest.Config) -> str:
 
 
 def _merge_into_artifact(run: str, tried: Counter[str], known: Counter[str]) -> None:
-    """Add this test's counts to test-artifacts/hostile-inputs.txt (one file per run, all workers)."""
+    """Add this test's counts to test-artifacts/hostile-inputs.txt: one section per pytest run (all
+    xdist workers merge into it under a lock), so runs side by side in one checkout do not mix;
+    sections older than a day are dropped."""
     ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
     with ARTIFACT.open("a+", encoding="utf-8") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         fh.seek(0)
-        lines = fh.read().splitlines()
-        totals: Counter[str] = Counter()
-        bugs: Counter[str] = Counter()
-        if lines and lines[0] == f"# hostile inputs, run {run}":
-            for line in lines[1:]:
+        sections: dict[str, dict[str, Any]] = {}
+        current: dict[str, Any] | None = None
+        for line in fh.read().splitlines():
+            if line.startswith("# hostile inputs, run "):
+                run_id, _, started = line.removeprefix("# hostile inputs, run ").partition(" started ")
+                current = sections[run_id] = {"started": float(started or 0), "tried": Counter(), "known": Counter()}
+            elif current is not None and line.startswith(("tried ", "known-bug ")):
                 kind, _, rest = line.partition(" ")
                 name, _, count = rest.rpartition("=")
-                if kind == "tried":
-                    totals[name] += int(count)
-                elif kind == "known-bug":
-                    bugs[name] += int(count)
-        totals.update(tried)
-        bugs.update(known)
-        out = [f"# hostile inputs, run {run}"]
-        out += [f"tried {name}={count}" for name, count in sorted(totals.items())]
-        out += [f"total all={sum(totals.values())}"]
-        out += [f"known-bug {name}={count}" for name, count in sorted(bugs.items())]
+                current["tried" if kind == "tried" else "known"][name] += int(count)
+        now = time.time()
+        mine = sections.setdefault(run, {"started": now, "tried": Counter(), "known": Counter()})
+        mine["tried"].update(tried)
+        mine["known"].update(known)
+        out = []
+        for run_id, section in sorted(sections.items(), key=lambda item: item[1]["started"]):
+            if now - section["started"] > 86_400:
+                continue
+            out += [f"# hostile inputs, run {run_id} started {section['started']:.0f}"]
+            out += [f"tried {name}={count}" for name, count in sorted(section["tried"].items())]
+            out += [f"total all={sum(section['tried'].values())}"]
+            out += [f"known-bug {name}={count}" for name, count in sorted(section["known"].items())]
+            out += [""]
         fh.seek(0)
         fh.truncate()
-        fh.write("\n".join(out) + "\n")
+        fh.write("\n".join(out))
 
 
 @pytest.fixture(autouse=True)
@@ -163,6 +186,12 @@ KNOWN_BUGS: dict[str, str] = {
     "D-pg-nul-or-too-long": "PostgreSQL: a NUL or an over-long id/name/email leaves the delivery 'received'",
     "F-deep-json": "deeply nested JSON: RecursionError in shopifyapp's log redaction, before the HMAC check (500)",
     "G-csp-raw-shop": "patch-id-token copies the raw ?shop= into its CSP header (500 on %0A, garbage header)",
+    "K-shop-domain-crash": "connectors.shopify.shop_domain raises ValueError on '[', ']' or NFKC look-alikes "
+    "('a／b'): a 500 on /webhooks/shopify (before the signature check), install, callback, patch-id-token, /app",
+    "J-long-shop-label": "shop_domain() accepts a 64+ character label; a genuinely signed install then 500s on the "
+    "redirect (werkzeug cannot IDNA-encode the host)",
+    "L-non-ascii-state": "callback: hmac.compare_digest on str raises TypeError for a non-ASCII state (a 500; "
+    "needs a genuine signature)",
     "H-tiny-coin-value": "redeem.coin_value=1e-999999999 is accepted, then every refund of a redemption fails",
 }
 
@@ -179,6 +208,28 @@ def stuck_signature(last_error: str | None) -> str | None:
     if ON_PG and re.search(r"NUL \(0x00\)|StringDataRightTruncation|value too long", error):
         return "D-pg-nul-or-too-long"
     return None
+
+
+class Crashed(Exception):
+    """The request raised a known bug's exception (the server would answer 500)."""
+
+
+# Raised by urllib.parse inside ShopifyAPI's sanitize_shop_domain, i.e. by connectors.shopify.shop_domain
+SHOP_DOMAIN_CRASH = re.compile(
+    r"Invalid IPv6 URL|contains invalid characters under NFKC normalization|does not appear to be an IPv4 or IPv6 "
+    r"address|IPvFuture address is invalid|An IPv4 address cannot be in brackets"
+)
+
+
+def guarded(request: Callable[[], TestResponse]) -> TestResponse:
+    """Make the request; a known crash (bug K) is counted and raised as Crashed for the sweep."""
+    try:
+        return request()
+    except ValueError as exc:
+        if not SHOP_DOMAIN_CRASH.search(str(exc)):
+            raise
+        known("K-shop-domain-crash")
+        raise Crashed(str(exc)) from exc
 
 
 def known(bug: str) -> None:
@@ -212,8 +263,10 @@ def sign(body: bytes, secret: str = SHOPIFY_API_SECRET) -> str:
 
 
 def money(amount: str) -> dict[str, Any]:
-    return {"shop_money": {"amount": amount, "currency_code": "USD"},
-            "presentment_money": {"amount": amount, "currency_code": "USD"}}  # fmt: skip
+    return {
+        "shop_money": {"amount": amount, "currency_code": "USD"},
+        "presentment_money": {"amount": amount, "currency_code": "USD"},
+    }
 
 
 T = "2026-11-01T12:00:00+00:00"
@@ -223,29 +276,50 @@ CUSTOMER_POOL = [501, 502, "503", 207119551]
 
 def order_body(order_id: Any = 1001, customer_id: Any = 501, status: str = "paid", at: str = T) -> dict[str, Any]:
     return {
-        "id": order_id, "name": f"#{order_id}", "email": "buyer@example.com", "currency": "USD",
-        "financial_status": status, "fulfillment_status": None, "cancelled_at": None,
-        "created_at": T, "updated_at": at, "tags": "vip, spring",
-        "total_price": "120.00", "current_total_price": "100.00",
-        "total_price_set": money("120.00"), "current_total_price_set": money("100.00"),
+        "id": order_id,
+        "name": f"#{order_id}",
+        "email": "buyer@example.com",
+        "currency": "USD",
+        "financial_status": status,
+        "fulfillment_status": None,
+        "cancelled_at": None,
+        "created_at": T,
+        "updated_at": at,
+        "tags": "vip, spring",
+        "total_price": "120.00",
+        "current_total_price": "100.00",
+        "total_price_set": money("120.00"),
+        "current_total_price_set": money("100.00"),
         "discount_codes": [{"code": "HOSTILE10", "amount": "10.00", "type": "fixed_amount"}],
         "customer": {"id": customer_id, "email": "c@example.com", "tags": "loyal"},
-        "refunds": [{
-            "id": 9001, "order_id": order_id, "created_at": T, "processed_at": T,
-            "transactions": [{"id": 1, "kind": "refund", "status": "success", "amount": "20.00", "currency": "USD"}],
-            "refund_line_items": [{"subtotal_set": money("20.00")}],
-        }],
+        "refunds": [
+            {
+                "id": 9001,
+                "order_id": order_id,
+                "created_at": T,
+                "processed_at": T,
+                "transactions": [
+                    {"id": 1, "kind": "refund", "status": "success", "amount": "20.00", "currency": "USD"}
+                ],
+                "refund_line_items": [{"subtotal_set": money("20.00")}],
+            }
+        ],
         "fulfillments": [{"shipment_status": "in_transit"}],
         "returns": [{"status": "requested"}],
-    }  # fmt: skip
+    }
 
 
 def refund_body(order_id: Any = 1001, refund_id: Any = 9002) -> dict[str, Any]:
     return {
-        "id": refund_id, "order_id": order_id, "created_at": T, "processed_at": T,
+        "id": refund_id,
+        "order_id": order_id,
+        "created_at": T,
+        "processed_at": T,
         "transactions": [{"id": 2, "kind": "refund", "status": "success", "amount": "5.00", "currency": "USD"}],
-        "refund_line_items": [{"subtotal_set": money("5.00")}], "refund_shipping_lines": [], "order_adjustments": [],
-    }  # fmt: skip
+        "refund_line_items": [{"subtotal_set": money("5.00")}],
+        "refund_shipping_lines": [],
+        "order_adjustments": [],
+    }
 
 
 def _fixture(name: str) -> dict[str, Any]:
@@ -256,45 +330,101 @@ CANNED_ORDER = _fixture("orders_cancelled")
 BASES: dict[str, Callable[[Any, Any], dict[str, Any]]] = {
     "refunds/create": lambda order, customer: refund_body(order),
     "fulfillment_events/create": lambda order, customer: {
-        "id": 1, "order_id": order, "status": "delivered", "happened_at": T, "created_at": T},
+        "id": 1,
+        "order_id": order,
+        "status": "delivered",
+        "happened_at": T,
+        "created_at": T,
+    },
     "returns/close": lambda order, customer: {"id": 1, "status": "closed", "order": {"id": order}, "updated_at": T},
     "app/uninstalled": lambda order, customer: _fixture("app_uninstalled"),
     "customers/data_request": lambda order, customer: {
-        "shop_id": 1, "shop_domain": SHOP, "customer": {"id": customer, "email": "c@example.com"},
-        "orders_requested": [order], "data_request": {"id": 9999}},
+        "shop_id": 1,
+        "shop_domain": SHOP,
+        "customer": {"id": customer, "email": "c@example.com"},
+        "orders_requested": [order],
+        "data_request": {"id": 9999},
+    },
     "customers/redact": lambda order, customer: {
-        "shop_id": 1, "shop_domain": SHOP, "customer": {"id": customer}, "orders_to_redact": [order]},
+        "shop_id": 1,
+        "shop_domain": SHOP,
+        "customer": {"id": customer},
+        "orders_to_redact": [order],
+    },
     "shop/redact": lambda order, customer: {"shop_id": 1, "shop_domain": SHOP},
     "orders/edited": lambda order, customer: _fixture("orders_edited"),
-}  # fmt: skip
+}
 # Where the content matters (paths are tuples of keys and list indexes); other paths are hit too.
 FOCUS: dict[str, list[tuple[Any, ...]]] = {
-    "order": [("id",), ("name",), ("email",), ("currency",), ("financial_status",), ("fulfillment_status",),
-              ("cancelled_at",), ("updated_at",), ("created_at",), ("tags",), ("total_price",),
-              ("current_total_price",), ("current_total_price_set",), ("current_total_price_set", "shop_money"),
-              ("current_total_price_set", "shop_money", "amount"), ("total_price_set", "shop_money", "amount"),
-              ("total_price_set", "presentment_money", "amount"), ("total_price_set",), ("discount_codes",),
-              ("discount_codes", 0), ("discount_codes", 0, "code"), ("customer",), ("customer", "id"),
-              ("customer", "email"), ("customer", "tags"), ("refunds",), ("refunds", 0), ("refunds", 0, "id"),
-              ("refunds", 0, "transactions"), ("refunds", 0, "transactions", 0, "amount"),
-              ("refunds", 0, "transactions", 0, "kind"), ("refunds", 0, "transactions", 0, "status"),
-              ("fulfillments",), ("fulfillments", 0), ("fulfillments", 0, "shipment_status"), ("returns",),
-              ("returns", 0, "status")],
-    "refunds/create": [("id",), ("order_id",), ("processed_at",), ("created_at",), ("transactions",),
-                       ("transactions", 0, "amount"), ("transactions", 0, "currency"), ("transactions", 0),
-                       ("refund_line_items",), ("refund_line_items", 0, "subtotal_set"),
-                       ("refund_line_items", 0, "subtotal_set", "shop_money", "amount"),
-                       ("refund_line_items", 0, "subtotal_set", "presentment_money", "amount"),
-                       ("refund_shipping_lines",), ("order_adjustments",)],
+    "order": [
+        ("id",),
+        ("name",),
+        ("email",),
+        ("currency",),
+        ("financial_status",),
+        ("fulfillment_status",),
+        ("cancelled_at",),
+        ("updated_at",),
+        ("created_at",),
+        ("tags",),
+        ("total_price",),
+        ("current_total_price",),
+        ("current_total_price_set",),
+        ("current_total_price_set", "shop_money"),
+        ("current_total_price_set", "shop_money", "amount"),
+        ("total_price_set", "shop_money", "amount"),
+        ("total_price_set", "presentment_money", "amount"),
+        ("total_price_set",),
+        ("discount_codes",),
+        ("discount_codes", 0),
+        ("discount_codes", 0, "code"),
+        ("customer",),
+        ("customer", "id"),
+        ("customer", "email"),
+        ("customer", "tags"),
+        ("refunds",),
+        ("refunds", 0),
+        ("refunds", 0, "id"),
+        ("refunds", 0, "transactions"),
+        ("refunds", 0, "transactions", 0, "amount"),
+        ("refunds", 0, "transactions", 0, "kind"),
+        ("refunds", 0, "transactions", 0, "status"),
+        ("fulfillments",),
+        ("fulfillments", 0),
+        ("fulfillments", 0, "shipment_status"),
+        ("returns",),
+        ("returns", 0, "status"),
+    ],
+    "refunds/create": [
+        ("id",),
+        ("order_id",),
+        ("processed_at",),
+        ("created_at",),
+        ("transactions",),
+        ("transactions", 0, "amount"),
+        ("transactions", 0, "currency"),
+        ("transactions", 0),
+        ("refund_line_items",),
+        ("refund_line_items", 0, "subtotal_set"),
+        ("refund_line_items", 0, "subtotal_set", "shop_money", "amount"),
+        ("refund_line_items", 0, "subtotal_set", "presentment_money", "amount"),
+        ("refund_shipping_lines",),
+        ("order_adjustments",),
+    ],
     "fulfillment_events/create": [("order_id",), ("status",), ("happened_at",), ("created_at",)],
     "returns/close": [("order",), ("order", "id"), ("status",), ("updated_at",)],
-    "customers/data_request": [("customer",), ("customer", "id"), ("data_request",), ("data_request", "id"),
-                               ("orders_requested",)],
+    "customers/data_request": [
+        ("customer",),
+        ("customer", "id"),
+        ("data_request",),
+        ("data_request", "id"),
+        ("orders_requested",),
+    ],
     "customers/redact": [("customer",), ("customer", "id"), ("orders_to_redact",), ("orders_to_redact", 0)],
     "shop/redact": [("shop_domain",), ("shop_id",)],
     "app/uninstalled": [("id",), ("domain",), ("myshopify_domain",)],
     "orders/edited": [("order_edit",), ("order_edit", "order_id")],
-}  # fmt: skip
+}
 
 
 def paths_of(node: Any, prefix: tuple[Any, ...] = (), depth: int = 0) -> Iterator[tuple[Any, ...]]:
@@ -307,6 +437,15 @@ def paths_of(node: Any, prefix: tuple[Any, ...] = (), depth: int = 0) -> Iterato
     elif isinstance(node, list):
         for index, value in enumerate(node[:3]):
             yield from paths_of(value, (*prefix, index), depth + 1)
+
+
+def has_path(body: Any, path: tuple[Any, ...]) -> bool:
+    for key in path:
+        in_dict = isinstance(body, dict) and isinstance(key, str) and key in body
+        if not (in_dict or (isinstance(body, list) and isinstance(key, int) and key < len(body))):
+            return False
+        body = body[key]
+    return True
 
 
 def mutate(body: Any, path: tuple[Any, ...], op: str, value: Any) -> Any:
@@ -329,54 +468,217 @@ def mutate(body: Any, path: tuple[Any, ...], op: str, value: Any) -> Any:
 
 # --- generated hostility -----------------------------------------------------------------------
 
-SPECIAL = ["\x00", "\u200f", "\u202e", "\u2066", "\u2028", "\ufeff", "\ud800", "\udfff", "\udc80", "\uffff", "\x85",
-           "é", "𝔘", "\t", "\n", '"', "\\", "<script>alert(1)</script>", "'", "%00", "../", "${jndi:x}", "{{7*7}}",
-           "Ω" * 3, "\u0301" * 5]  # fmt: skip
-CHARS = st.characters(exclude_categories=()) | st.sampled_from(SPECIAL)
-TEXT = st.text(CHARS, max_size=30)
-LONG_TEXT = st.builds(lambda unit, n: unit * n, st.sampled_from(["x", "é", "\u202e", "\x00", "9", "\ud800", "🙂"]),
-                      st.integers(65, 20_000))  # fmt: skip
+# fmt: off
+SPECIAL_CHARS = ["\x00", "\u200f", "\u202e", "\u2066", "\u2028", "\ufeff", "\ud800", "\udfff", "\udc80", "\uffff",
+                 "\x85", "é", "𝔘", "\t", "\n", '"', "\\", "'", "\u0301"]
+FRAGMENTS = ["<script>alert(1)</script>", "%00", "../", "${jndi:x}", "{{7*7}}", "ΩΩΩ", "\u202eevil", "' OR 1=1 --"]
+# fmt: on
+CHARS = st.characters(exclude_categories=()) | st.sampled_from(SPECIAL_CHARS)
+TEXT = st.text(CHARS, max_size=30) | st.lists(CHARS | st.sampled_from(FRAGMENTS), max_size=8).map("".join)
+LONG_TEXT = st.builds(
+    lambda unit, n: unit * n,
+    st.sampled_from(["x", "é", "\u202e", "\x00", "9", "\ud800", "🙂"]),
+    st.integers(65, 20_000),
+)
 NUMERIC_STRINGS = st.one_of(
-    st.sampled_from(["1e400", "-1e400", "1e-400", "NaN", "nan", "-NaN", "sNaN", "Infinity", "-Infinity", "inf", "-0",
-                     "0", "-1", "-0.01", "-99999999.99", "0.001", "1" + "0" * 49, "9" * 50, "0." + "0" * 48 + "1",
-                     "1,000.00", "١٢٣", "0x10", "1_000", " 12 ", "", "12abc", "1e18", "9223372036854775808",
-                     "1E+4000", "1e-4000", "10.00 USD", "+5", ".5", "5.", "1e", "--1"]),
+    st.sampled_from(
+        [
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "NaN",
+            "nan",
+            "-NaN",
+            "sNaN",
+            "Infinity",
+            "-Infinity",
+            "inf",
+            "-0",
+            "0",
+            "-1",
+            "-0.01",
+            "-99999999.99",
+            "0.001",
+            "1" + "0" * 49,
+            "9" * 50,
+            "0." + "0" * 48 + "1",
+            "1,000.00",
+            "١٢٣",
+            "0x10",
+            "1_000",
+            " 12 ",
+            "",
+            "12abc",
+            "1e18",
+            "9223372036854775808",
+            "1E+4000",
+            "1e-4000",
+            "10.00 USD",
+            "+5",
+            ".5",
+            "5.",
+            "1e",
+            "--1",
+        ]
+    ),
     st.decimals(allow_nan=True, allow_infinity=True).map(str),
     st.integers(-(10**60), 10**60).map(str),
-)  # fmt: skip
-RAW_NUMBERS = st.sampled_from(["1e400", "-1e400", "1e-400", "NaN", "Infinity", "-Infinity", "-0", "1" + "0" * 49,
-                               "-" + "9" * 50, "1.5e308", "123456789012345678901234567890.123", "9223372036854775808",
-                               "0.0000000000000000000000001", "1" * 4400]).map(Raw)  # fmt: skip
-TIMESTAMPS = st.sampled_from(["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59", "2026-02-30T00:00:00Z", "", "Z",
-                              "2026-11-01T12:00:00.000000000Z", "2026-11-01", "yesterday", "2026-11-01T25:00:00Z",
-                              "+275760-09-13T00:00:00Z", "2026-11-01T12:00:00\u202eZ", "2026-W44-7", "1762000000",
-                              "2026-11-01T12:00:00+99:00", "2026-11-01 12:00:00"])  # fmt: skip
-HOSTILE_SHOPS = st.sampled_from([
-    "evil.com", "../", "../../etc/passwd", "x.myshopify.com@evil.com", "javascript:alert(1)", "x.myshopify.com.evil.com",
-    "https://x.myshopify.com", "X.MYSHOPIFY.COM", "ab", "", " ", "x.myshopify.com/", "x.myshopify.com:443",
-    "x.myshopify.com#evil.com", "evil.com?.myshopify.com", "evil.com\\.myshopify.com", "-x.myshopify.com",
-    "x..myshopify.com", "\u202ex.myshopify.com", "x" * 300 + ".myshopify.com", "xn--80ak6aa92e.myshopify.com",
-    "x.myshopify.com\x00.evil.com", "myshopify.com", ".myshopify.com", "x.myshopify.co", "x.myshopify.com.",
-    "data:text/html,<script>alert(1)</script>", "x.myshopify.com evil.com", "*.myshopify.com", SHOP, OTHER,
-])  # fmt: skip
-TAGS = st.builds(lambda tag, n: ", ".join(f"{tag}{i}" for i in range(n)), st.text(CHARS, max_size=40),
-                 st.integers(0, 3000))  # fmt: skip
+)
+RAW_NUMBERS = st.sampled_from(
+    [
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "-0",
+        "1" + "0" * 49,
+        "-" + "9" * 50,
+        "1.5e308",
+        "123456789012345678901234567890.123",
+        "9223372036854775808",
+        "0.0000000000000000000000001",
+        "1" * 4400,
+    ]
+).map(Raw)
+TIMESTAMPS = st.sampled_from(
+    [
+        "0001-01-01T00:00:00+23:59",
+        "9999-12-31T23:59:59-23:59",
+        "2026-02-30T00:00:00Z",
+        "",
+        "Z",
+        "2026-11-01T12:00:00.000000000Z",
+        "2026-11-01",
+        "yesterday",
+        "2026-11-01T25:00:00Z",
+        "+275760-09-13T00:00:00Z",
+        "2026-11-01T12:00:00\u202eZ",
+        "2026-W44-7",
+        "1762000000",
+        "2026-11-01T12:00:00+99:00",
+        "2026-11-01 12:00:00",
+    ]
+)
+HOSTILE_SHOPS = st.sampled_from(
+    [
+        "[",
+        "x.myshopify.com]",
+        "a\uff0fb",
+        "evil\uff03.myshopify.com",
+        "evil.com",
+        "../",
+        "../../etc/passwd",
+        "x.myshopify.com@evil.com",
+        "javascript:alert(1)",
+        "x.myshopify.com.evil.com",
+        "https://x.myshopify.com",
+        "X.MYSHOPIFY.COM",
+        "ab",
+        "",
+        " ",
+        "x.myshopify.com/",
+        "x.myshopify.com:443",
+        "x.myshopify.com#evil.com",
+        "evil.com?.myshopify.com",
+        "evil.com\\.myshopify.com",
+        "-x.myshopify.com",
+        "x..myshopify.com",
+        "\u202ex.myshopify.com",
+        "x" * 300 + ".myshopify.com",
+        "xn--80ak6aa92e.myshopify.com",
+        "x.myshopify.com\x00.evil.com",
+        "myshopify.com",
+        ".myshopify.com",
+        "x.myshopify.co",
+        "x.myshopify.com.",
+        "data:text/html,<script>alert(1)</script>",
+        "x.myshopify.com evil.com",
+        "*.myshopify.com",
+        SHOP,
+        OTHER,
+    ]
+)
+TAGS = st.builds(
+    lambda tag, n: ", ".join(f"{tag}{i}" for i in range(n)), st.text(CHARS, max_size=40), st.integers(0, 3000)
+)
 LEAF = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(-(10**40), 10**40), st.floats(), RAW_NUMBERS,
-    NUMERIC_STRINGS, TEXT, LONG_TEXT, TIMESTAMPS, HOSTILE_SHOPS, st.sampled_from(CUSTOMER_POOL + ORDER_POOL), TAGS,
-)  # fmt: skip
-VALUE = st.recursive(LEAF, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
-                     max_leaves=8)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(-(10**40), 10**40),
+    st.floats(),
+    RAW_NUMBERS,
+    NUMERIC_STRINGS,
+    TEXT,
+    LONG_TEXT,
+    TIMESTAMPS,
+    HOSTILE_SHOPS,
+    st.sampled_from(CUSTOMER_POOL + ORDER_POOL),
+    TAGS,
+)
+VALUE = st.recursive(
+    LEAF, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=8
+)
 RAW_BODIES = st.one_of(
     st.binary(max_size=300),
-    st.sampled_from([b"", b"null", b"[]", b"[1,2,3]", b"42", b'"order"', b"true", b"{", b'{"id": 1', b'{"id": 1}}',
-                     b'{"id":1,"id":null}', b"\xef\xbb\xbf{}", b'{"id": 1}\x00', b"{'id': 1}", b'{"id": NaN}',
-                     b'{"id": 1e400}', b"\xff\xfe{\x00}\x00", b'{"customer": {"id": "\\ud800"}}', b"\x00" * 64,
-                     b'{"a":"\xed\xa0\x80"}', b'{"id": 1, "customer": {"id": 1}, "\\u0000": 1}']),
+    st.sampled_from(
+        [
+            b"",
+            b"null",
+            b"[]",
+            b"[1,2,3]",
+            b"42",
+            b'"order"',
+            b"true",
+            b"{",
+            b'{"id": 1',
+            b'{"id": 1}}',
+            b'{"id":1,"id":null}',
+            b"\xef\xbb\xbf{}",
+            b'{"id": 1}\x00',
+            b"{'id': 1}",
+            b'{"id": NaN}',
+            b'{"id": 1e400}',
+            b"\xff\xfe{\x00}\x00",
+            b'{"customer": {"id": "\\ud800"}}',
+            b"\x00" * 64,
+            b'{"a":"\xed\xa0\x80"}',
+            b'{"id": 1, "customer": {"id": 1}, "\\u0000": 1}',
+        ]
+    ),
     st.integers(10, 400).map(lambda n: b"[" * n + b"]" * n),  # deep, but within the parser's recursion limit
     VALUE.map(lambda v: to_json(v).encode()),
-)  # fmt: skip
+)
 DEEP_BODY = b'{"id": 1, "note": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # bug F
+
+
+IDS = st.one_of(
+    st.sampled_from(ORDER_POOL + CUSTOMER_POOL),
+    st.integers(-(10**30), 10**30),
+    TEXT,
+    LONG_TEXT,
+    RAW_NUMBERS,
+    st.sampled_from(["", " ", "0", "-1", "null", "1e400", "../1001", "1001\x00", "\ud800"]),
+)
+AMOUNTS = st.one_of(NUMERIC_STRINGS, RAW_NUMBERS, st.integers(-(10**30), 10**30), st.floats())
+
+
+def value_for(path: tuple[Any, ...]) -> st.SearchStrategy[Any]:
+    """Hostile values, weighted towards what the field at `path` is read as."""
+    name = str(path[-1]) if path else ""
+    if name in ("id", "order_id") or name.endswith("_id"):
+        return IDS | VALUE
+    if "amount" in name or "price" in name:
+        return AMOUNTS | VALUE
+    if name.endswith("_at"):
+        return TIMESTAMPS | VALUE
+    if "tags" in name:
+        return TAGS | VALUE
+    if name in ("email", "name", "code", "currency", "status", "financial_status", "shipment_status"):
+        return TEXT | LONG_TEXT | VALUE
+    return VALUE
 
 
 @st.composite
@@ -386,9 +688,12 @@ def signed_body(draw: st.DrawFn, topic: str) -> bytes:
         return draw(RAW_BODIES)
     order, customer = draw(st.sampled_from(ORDER_POOL)), draw(st.sampled_from(CUSTOMER_POOL))
     if topic.startswith("orders/") and topic != "orders/edited":
-        if draw(st.booleans()):
-            body: Any = order_body(order, customer, draw(st.sampled_from(["paid", "pending", "refunded", "voided",
-                                                                            "partially_refunded", "weird"])))
+        if draw(st.integers(0, 3)):  # mostly the compact order; sometimes Shopify's full canned one
+            body: Any = order_body(
+                order,
+                customer,
+                draw(st.sampled_from(["paid", "pending", "refunded", "voided", "partially_refunded", "weird"])),
+            )
         else:
             body = copy.deepcopy(CANNED_ORDER) | {"id": order, "financial_status": "paid", "cancelled_at": None}
         focus = FOCUS["order"]
@@ -396,16 +701,24 @@ def signed_body(draw: st.DrawFn, topic: str) -> bytes:
         body = BASES.get(topic, lambda o, c: order_body(o, c))(order, customer)
         focus = FOCUS.get(topic, [])
     for _ in range(draw(st.integers(1, 4))):
-        everywhere = list(paths_of(body))
-        present = [p for p in focus if p in everywhere]
-        path = draw(st.sampled_from(present)) if present and draw(st.integers(0, 3)) else draw(st.sampled_from(everywhere))
+        present = [p for p in focus if has_path(body, p)]
+        path = draw(st.sampled_from(present)) if present and draw(st.integers(0, 3)) else draw(st.sampled_from(
+            list(paths_of(body))))  # fmt: skip
         op = draw(st.sampled_from(["set", "set", "set", "set", "delete", "wrap"]))
         if op == "delete" and not path:
             op = "wrap"
-        body = mutate(body, path, op, draw(VALUE) if op == "set" else None)
+        body = mutate(body, path, op, draw(value_for(path)) if op == "set" else None)
         if not isinstance(body, dict | list):
             break
     return to_json(body, ascii_only=draw(st.booleans())).encode("utf-8")
+
+
+def as_header_value(value: str) -> str:
+    """`value` as a WSGI server would pass it on: UTF-8 bytes read as latin-1, control characters gone."""
+    return re.sub(r"[\x00-\x08\x0a-\x1f\x7f]", "", value.encode("utf-8", "replace").decode("latin-1"))
+
+
+ANY_BODY = st.one_of(signed_body("orders/paid"), RAW_BODIES)
 
 
 def latin1_text(max_size: int = 60) -> st.SearchStrategy[str]:
@@ -420,12 +733,29 @@ def forged_signatures(body: bytes) -> st.SearchStrategy[str]:
     digest = hmac.new(SHOPIFY_API_SECRET.encode(), body, hashlib.sha256)
     flipped = real[:-3] + ("A" if real[-3] != "A" else "B") + real[-2:]
     fixed = [
-        "", " ", "=", digest.hexdigest(), digest.hexdigest().upper(), flipped, sign(body + b"\n"), sign(b" " + body),
-        sign(body, "not-the-app-secret"), sign(body, ""), sign(body, SHOPIFY_API_SECRET + " "), sign(b""),
-        base64.b64encode(digest.digest()[:16]).decode(), real + "A", real[:-1], f"sha256={real}", f"{flipped}, {real}",
-        f"{flipped},{real}", "é" * 44, "\xa0" + flipped, real.lower() if real.lower() != real else real.upper(),
+        "",
+        " ",
+        "=",
+        digest.hexdigest(),
+        digest.hexdigest().upper(),
+        flipped,
+        sign(body + b"\n"),
+        sign(b" " + body),
+        sign(body, "not-the-app-secret"),
+        sign(body, ""),
+        sign(body, SHOPIFY_API_SECRET + " "),
+        sign(b""),
+        base64.b64encode(digest.digest()[:16]).decode(),
+        real + "A",
+        real[:-1],
+        f"sha256={real}",
+        f"{flipped}, {real}",
+        f"{flipped},{real}",
+        "é" * 44,
+        "\xa0" + flipped,
+        real.lower() if real.lower() != real else real.upper(),
         base64.b64encode(hmac.new(SHOPIFY_API_SECRET.encode(), body, hashlib.sha1).digest()).decode(),
-    ]  # fmt: skip
+    ]
     fixed = [value for value in fixed if value != real]
     return st.one_of(
         st.sampled_from(fixed),
@@ -437,13 +767,21 @@ def forged_signatures(body: bytes) -> st.SearchStrategy[str]:
 
 # --- our side ----------------------------------------------------------------------------------
 
-TABLES = ("customers", "orders", "awards", "redemptions", "ledger_entries", "webhook_deliveries", "writebacks",
-          "data_exports")  # fmt: skip
+TABLES = (
+    "customers",
+    "orders",
+    "awards",
+    "redemptions",
+    "ledger_entries",
+    "webhook_deliveries",
+    "writebacks",
+    "data_exports",
+)
 _AGGREGATES = {
     "customers": "count(*), sum(available_coins), sum(pending_coins), sum(shortfall_coins), count(email), "
     "count(flagged_at), max(id)",
     "orders": "count(*), count(customer_id), 0, 0, 0, 0, max(id)",
-    "awards": "count(*), sum(coins_earned), sum(coins_reverted), sum(coins_booked), sum(moves), 0, max(id)",
+    "awards": "count(*), sum(coins_earned), sum(coins_reverted), count(hold_until), sum(moves), 0, max(id)",
     "redemptions": "count(*), sum(coins_redeemed), sum(coins_returned), count(order_ref), 0, 0, max(id)",
     "ledger_entries": "count(*), sum(coins_delta), sum(pending_delta), sum(shortfall_delta), 0, 0, max(id)",
     "webhook_deliveries": "count(*), sum(attempts), count(processed_at), count(last_error), count(customer_ref), "
@@ -464,8 +802,10 @@ def fingerprint(db: Database, shop_id: int | None = None) -> dict[str, Any]:
         found["shops"] = [
             tuple(str(v) for v in row)
             for row in conn.execute(
-                text(f"SELECT id, platform, domain, name, currency, credentials, settings, uninstalled_at "
-                     f"FROM shops{shops_where} ORDER BY id")  # fmt: skip
+                text(
+                    f"SELECT id, platform, domain, name, currency, credentials, settings, uninstalled_at "
+                    f"FROM shops{shops_where} ORDER BY id"
+                )
             )
         ]
     return found
@@ -490,6 +830,21 @@ class World:
     shop_ids: dict[str, int] = field(default_factory=dict)
     used_ids: set[tuple[int, str]] = field(default_factory=set)
     seen_logs: int = 0
+    before: dict[str, Any] = field(default_factory=dict)
+
+    def survives_known_crashes(self, example: Callable[..., None]) -> Callable[..., None]:
+        """Run one example; when a request hit a known crash (Crashed), check it wrote nothing."""
+
+        @functools.wraps(example)
+        def run(*args: Any, **kwargs: Any) -> None:
+            self.before = fingerprint(self.db)
+            try:
+                example(*args, **kwargs)
+            except Crashed:
+                assert fingerprint(self.db) == self.before, "a request that crashed wrote to the database"
+                self.check_logs_and_network("a request that crashed")
+
+        return run
 
     # -- shops --
 
@@ -499,8 +854,15 @@ class World:
             for domain in (SHOP, OTHER):
                 found = session.exec(select(Shop).where(Shop.platform == "shopify", Shop.domain == domain)).first()
                 if found is None:
-                    found, _ = register_shop(session, self.vault, platform="shopify", domain=domain,
-                                             credentials={"access_token": ACCESS_TOKEN})  # fmt: skip
+                    found, _ = register_shop(
+                        session,
+                        self.vault,
+                        platform="shopify",
+                        domain=domain,
+                        credentials={"access_token": ACCESS_TOKEN},
+                    )
+                    # SQLite may hand an erased shop's id to the new one: its deliveries are gone.
+                    self.used_ids = {used for used in self.used_ids if used[0] != found.id}
                 assert found.id is not None
                 self.shop_ids[domain] = found.id
 
@@ -530,19 +892,24 @@ class World:
         extra: Sequence[tuple[str, str]] = (),
         platform: str = "shopify",
     ) -> TestResponse:
-        headers = [("Content-Type", "application/json"), (HMAC_HEADER, sign(body) if signature is None else signature),
-                   ("X-Shopify-API-Version", "2026-07"), ("X-Shopify-Triggered-At", "2026-11-01T12:00:00.000Z"),
-                   ("X-Shopify-Webhook-Id", str(uuid.uuid4()) if webhook_id is None else webhook_id)]  # fmt: skip
+        headers = [
+            ("Content-Type", "application/json"),
+            (HMAC_HEADER, sign(body) if signature is None else signature),
+            ("X-Shopify-API-Version", "2026-07"),
+            ("X-Shopify-Triggered-At", "2026-11-01T12:00:00.000Z"),
+            ("X-Shopify-Webhook-Id", str(uuid.uuid4()) if webhook_id is None else webhook_id),
+        ]
         if topic is not None:
             headers.append(("X-Shopify-Topic", topic))
         if shop is not None:
             headers.append(("X-Shopify-Shop-Domain", shop))
         names = {name.lower() for name, _ in extra}
         headers = [(name, value) for name, value in headers if name.lower() not in names] + list(extra)
-        return self.client.post(f"/webhooks/{platform}", data=body, headers=headers)
+        return guarded(lambda: self.client.post(f"/webhooks/{platform}", data=body, headers=headers))
 
     def get(self, path: str, query: Any = None, headers: Any = None, client: FlaskClient | None = None) -> TestResponse:
-        return (client or self.client).get(path, query_string=query, headers=headers or {}, base_url=BASE_URL)
+        return guarded(lambda: (client or self.client).get(path, query_string=query, headers=headers or {},
+                                                           base_url=BASE_URL))  # fmt: skip
 
     # -- checks --
 
@@ -556,11 +923,13 @@ class World:
         for name, secret in self.secrets.items():
             assert secret.encode() not in body, f"{where}: the response body carries {name}"
         for header, value in response.headers.items():
-            assert not re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value), f"{where}: control character in {header}: {value!r}"
+            assert not re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value), (
+                f"{where}: control character in {header}: {value!r}"
+            )
             value.encode("latin-1")  # a WSGI server can only send latin-1 header values
             for name, secret in self.secrets.items():
                 assert secret not in value, f"{where}: header {header} carries {name}"
-        if 400 <= status < 500:
+        if 400 <= status < 500 and response.request.method != "HEAD":  # HEAD answers carry no body
             assert body.strip(), f"{where}: refused with {status} and an empty body"
             mimetype = response.mimetype or ""
             assert mimetype == "application/json" or mimetype.startswith("text/"), f"{where}: {mimetype} refusal"
@@ -608,8 +977,13 @@ def world(app: Flask, client: FlaskClient, db: Database, caplog: pytest.LogCaptu
     caplog.set_level(logging.DEBUG)
     network: list[str] = []
     svc = app.extensions["clawback"]
-    secrets = {"SHOPIFY_API_SECRET": SHOPIFY_API_SECRET, "CLAWBACK_ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
-               "the Fernet key": FERNET_KEY, "SECRET_KEY": app.config["SECRET_KEY"], "the access token": ACCESS_TOKEN}  # fmt: skip
+    secrets = {
+        "SHOPIFY_API_SECRET": SHOPIFY_API_SECRET,
+        "CLAWBACK_ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
+        "the Fernet key": FERNET_KEY,
+        "SECRET_KEY": app.config["SECRET_KEY"],
+        "the access token": ACCESS_TOKEN,
+    }
     assert svc.settings.shopify_api_secret == SHOPIFY_API_SECRET and svc.settings.encryption_key == TEST_ENCRYPTION_KEY
 
     def urlopen(request: Any, *args: Any, **kwargs: Any) -> Any:
@@ -634,6 +1008,22 @@ def world(app: Flask, client: FlaskClient, db: Database, caplog: pytest.LogCaptu
     ):
         yield World(app, client, db, svc.vault, caplog, secrets, network)
     mock_client.close()
+
+
+def shop_of(raw: str | None) -> str | None:
+    """The oracle's shop_domain: the app's own function, with bug K's ValueError read as 'not a shop'."""
+    try:
+        return shop_domain(raw)
+    except ValueError:
+        return None
+
+
+def is_platform(name: str) -> bool:
+    try:
+        connectors.get(name)
+    except LookupError:
+        return False
+    return True
 
 
 # --- POST /webhooks/<platform> -----------------------------------------------------------------
@@ -662,29 +1052,28 @@ def test_forged_webhooks_are_refused_and_store_nothing(world: World) -> None:
     world.seed()
     limit = world.app.config["MAX_CONTENT_LENGTH"]
 
-    @SETTINGS
-    @settings(max_examples=350)
+    @sweep_settings(220)
     @given(data=st.data())
+    @world.survives_known_crashes
     def sweep(data: st.DataObject) -> None:
-        body = data.draw(st.one_of(signed_body("orders/paid"), RAW_BODIES), label="body")
+        body = data.draw(ANY_BODY, label="body")
         signature = data.draw(st.none() | forged_signatures(body), label="signature")  # None: header left out
-        shop = data.draw(st.sampled_from([SHOP, OTHER, STRANGER, None]) | HOSTILE_SHOPS.filter(lambda s: "\x00" not in s))
+        shop = data.draw(
+            st.sampled_from([SHOP, OTHER, STRANGER, None]) | HOSTILE_SHOPS.filter(lambda s: "\x00" not in s)
+        )
         topic = data.draw(st.sampled_from([*TOPICS, None, "", "x" * 500]), label="topic")
         webhook_id = data.draw(st.sampled_from(["replay-1", "replay-2", "", " "]) | st.uuids().map(str))
-        before = fingerprint(world.db)
-        extra = [] if signature is not None else [(HMAC_HEADER, "")]
-        headers = list(extra)
-        if signature is None:
-            headers = []
-        response = world.deliver(topic, body, shop=shop, webhook_id=webhook_id,
-                                 signature=signature if signature is not None else "")  # fmt: skip
-        if signature is None:  # and once more without the header at all
-            raw_headers = [("X-Shopify-Topic", topic or ""), ("X-Shopify-Shop-Domain", shop or ""),
-                           ("X-Shopify-Webhook-Id", webhook_id)]  # fmt: skip
-            again = world.client.post("/webhooks/shopify", data=body, headers=raw_headers)
-            TRIED["POST /webhooks/shopify (forged)"] += 1
-            world.check_answer(again, "no signature header")
-            assert again.status_code == (413 if len(body) > limit else 401)
+        before = world.before = fingerprint(world.db)
+        if signature is None:  # no signature header at all
+            headers = [
+                ("X-Shopify-Topic", topic or ""),
+                ("X-Shopify-Shop-Domain", shop or ""),
+                ("X-Shopify-Webhook-Id", webhook_id),
+                ("Content-Type", "application/json"),
+            ]
+            response = guarded(lambda: world.client.post("/webhooks/shopify", data=body, headers=headers))
+        else:
+            response = world.deliver(topic, body, shop=shop, webhook_id=webhook_id, signature=signature)
         TRIED["POST /webhooks/shopify (forged)"] += 1
         world.check_answer(response, "forged webhook")
         assert response.status_code == (413 if len(body) > limit else 401), response.get_data(as_text=True)
@@ -699,15 +1088,31 @@ def test_unknown_platforms_and_methods_are_refused(world: World) -> None:
     world.seed()
     segment = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="/?#%"), min_size=1, max_size=40)
 
-    @SETTINGS
-    @settings(max_examples=150)
+    @sweep_settings(100)
     @given(data=st.data())
+    @world.survives_known_crashes
     def sweep(data: st.DataObject) -> None:
-        platform = data.draw(st.sampled_from(["SHOPIFY", "Shopify", "shopify ", "woocommerce", "fynd", "demo", "..",
-                                              "shopify%00", "%2e%2e", "shopify.json"]) | segment, label="platform")  # fmt: skip
-        assume(platform != "shopify")
-        body = data.draw(st.one_of(signed_body("orders/paid"), RAW_BODIES), label="body")
-        before = fingerprint(world.db)
+        platform = data.draw(
+            st.sampled_from(
+                [
+                    "SHOPIFY",
+                    "Shopify",
+                    "shopify ",
+                    "woocommerce",
+                    "fynd",
+                    "demo",
+                    "..",
+                    "shopify%00",
+                    "%2e%2e",
+                    "shopify.json",
+                ]
+            )
+            | segment,
+            label="platform",
+        )
+        assume(not is_platform(platform))  # connectors are being added (fynd): ask the registry
+        body = data.draw(ANY_BODY, label="body")
+        before = world.before = fingerprint(world.db)
         TRIED["POST /webhooks/<unknown>"] += 1
         response = world.deliver("orders/paid", body, platform=platform)
         world.check_answer(response, f"/webhooks/{platform}")
@@ -729,32 +1134,65 @@ def test_signed_webhooks_with_hostile_headers(world: World) -> None:
     identify (400) → shop installed? (404, or 200 for compliance topics) → stored (200)."""
     world.seed()
     limit = world.app.config["MAX_CONTENT_LENGTH"]
-    topics = st.one_of(st.sampled_from([*TOPICS, " orders/paid ", "ORDERS/PAID", "orders/paid\t", "orders/*",
-                                        "x" * 100, "x" * 101, "", "   "]), latin1_text(120))  # fmt: skip
-    webhook_ids = st.one_of(st.sampled_from(["replay-1", "replay-2", "", "   ", "x" * 200, "x" * 201, " padded "]),
-                            st.uuids().map(str), latin1_text(220))  # fmt: skip
-    shops = st.sampled_from([SHOP, SHOP, OTHER, STRANGER, "CLAWBACK-TEST.MYSHOPIFY.COM", " " + SHOP, None]) | HOSTILE_SHOPS
-    extra_headers = st.lists(st.tuples(st.sampled_from(["X-Shopify-Event-Id", "X-Evil", "User-Agent", "X-Forwarded-For",
-                                                        "Content-Type", "X-Shopify-API-Version"]),
-                                       latin1_text(200)), max_size=4)  # fmt: skip
+    topics = st.one_of(
+        st.sampled_from(
+            [*TOPICS, " orders/paid ", "ORDERS/PAID", "orders/paid\t", "orders/*", "x" * 100, "x" * 101, "", "   "]
+        ),
+        latin1_text(120),
+    )
+    webhook_ids = st.one_of(
+        st.sampled_from(["replay-1", "replay-2", "", "   ", "x" * 200, "x" * 201, " padded "]),
+        st.uuids().map(str),
+        latin1_text(220),
+    )
+    shops = (
+        st.sampled_from([SHOP, SHOP, OTHER, STRANGER, "CLAWBACK-TEST.MYSHOPIFY.COM", " " + SHOP, None]) | HOSTILE_SHOPS
+    ).filter(lambda s: s is None or "\x00" not in s)
+    extra_headers = st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "X-Shopify-Event-Id",
+                    "X-Evil",
+                    "User-Agent",
+                    "X-Forwarded-For",
+                    "Content-Type",
+                    "X-Shopify-API-Version",
+                ]
+            ),
+            latin1_text(200),
+        ),
+        max_size=4,
+    )
 
-    @SETTINGS
-    @settings(max_examples=300)
+    @sweep_settings(200)
     @given(data=st.data())
+    @world.survives_known_crashes
     def sweep(data: st.DataObject) -> None:
         world.ensure_shops()
         topic = data.draw(st.none() | topics, label="topic")
         webhook_id = data.draw(webhook_ids, label="webhook id")
-        shop = data.draw(shops.filter(lambda s: s is None or "\x00" not in s), label="shop")
+        shop = data.draw(shops, label="shop")
         extra = data.draw(extra_headers, label="extra headers")
-        body = to_json(order_body(data.draw(st.sampled_from(ORDER_POOL)), data.draw(st.sampled_from(CUSTOMER_POOL)),
-                                  at=f"2026-11-01T12:{data.draw(st.integers(0, 59)):02d}:00+00:00")).encode()  # fmt: skip
-        domain = shop_domain(shop)
+        body = to_json(
+            order_body(
+                data.draw(st.sampled_from(ORDER_POOL)),
+                data.draw(st.sampled_from(CUSTOMER_POOL)),
+                at=f"2026-11-01T12:{data.draw(st.integers(0, 59)):02d}:00+00:00",
+            )
+        ).encode()
+        domain = shop_of(shop)
         shop_id = world.shop_ids.get(domain or "")
         installed_other = {d: fingerprint(world.db, i) for d, i in world.shop_ids.items() if i != shop_id}
-        before = fingerprint(world.db)
+        before = world.before = fingerprint(world.db)
         stripped_id, stripped_topic = webhook_id.strip(), (topic or "").strip()
-        if domain is None or not stripped_id or len(stripped_id) > 200 or not stripped_topic or len(stripped_topic) > 100:
+        if (
+            domain is None
+            or not stripped_id
+            or len(stripped_id) > 200
+            or not stripped_topic
+            or len(stripped_topic) > 100
+        ):
             expected = 400
         elif shop_id is None:
             expected = 200 if stripped_topic in COMPLIANCE_TOPICS else 404
@@ -792,9 +1230,9 @@ def test_signed_hostile_bodies_settle_for_every_topic(world: World, topic: str) 
     world.seed()
     limit = world.app.config["MAX_CONTENT_LENGTH"]
 
-    @SETTINGS
-    @settings(max_examples=70)
+    @sweep_settings(50)
     @given(data=st.data())
+    @world.survives_known_crashes
     def sweep(data: st.DataObject) -> None:
         world.ensure_shops()
         body = data.draw(signed_body(topic), label="body")
@@ -802,7 +1240,7 @@ def test_signed_hostile_bodies_settle_for_every_topic(world: World, topic: str) 
         webhook_id = data.draw(st.sampled_from(["replay-1", "replay-2"]) | st.uuids().map(str), label="webhook id")
         shop_id = world.shop_ids[target]
         others = {d: fingerprint(world.db, i) for d, i in world.shop_ids.items() if d != target}
-        before = fingerprint(world.db)
+        before = world.before = fingerprint(world.db)
         expected = expected_for_signed(body, limit) or 200
         TRIED[f"POST /webhooks/shopify (signed body, {topic})"] += 1
         try:
@@ -851,27 +1289,64 @@ def first_values(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     return seen
 
 
-QUERY_VALUES = st.one_of(TEXT.filter(lambda s: not re.search(r"[\ud800-\udfff]", s)), LONG_TEXT.map(lambda s: s[:5000]).filter(
-    lambda s: "\ud800" not in s), NUMERIC_STRINGS, HOSTILE_SHOPS, st.sampled_from(["1", "0", "-1", "1e400", "٣"]))  # fmt: skip
-QUERY_KEYS = st.sampled_from(["shop", "hmac", "timestamp", "host", "state", "code", "embedded", "session", "locale",
-                              "redirect_uri", "hmac[]", "shop[]", "id_token", "shopify-reload", "Shop", "shop "])  # fmt: skip
+QUERY_VALUES = st.one_of(
+    TEXT.filter(lambda s: not re.search(r"[\ud800-\udfff]", s)),
+    LONG_TEXT.map(lambda s: s[:2000]).filter(lambda s: "\ud800" not in s),
+    NUMERIC_STRINGS,
+    HOSTILE_SHOPS,
+    st.sampled_from(["1", "0", "-1", "1e400", "٣"]),
+)
+QUERY_KEYS = st.sampled_from(
+    [
+        "shop",
+        "hmac",
+        "timestamp",
+        "host",
+        "state",
+        "code",
+        "embedded",
+        "session",
+        "locale",
+        "redirect_uri",
+        "hmac[]",
+        "shop[]",
+        "id_token",
+        "shopify-reload",
+        "Shop",
+        "shop ",
+    ]
+)
 
 
 @st.composite
 def install_queries(draw: st.DrawFn) -> tuple[list[tuple[str, str]], bool]:
     """An install query and whether it carries a genuine signature over what the app will read."""
     now = str(int(time.time()))
-    params = {"shop": draw(st.sampled_from([SHOP, STRANGER]) | HOSTILE_SHOPS | QUERY_VALUES), "timestamp": now,
-              "host": "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvY2xhd2JhY2stdGVzdA"}  # fmt: skip
+    params = {
+        "shop": draw(st.sampled_from([SHOP, STRANGER]) | HOSTILE_SHOPS | QUERY_VALUES),
+        "timestamp": now,
+        "host": "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvY2xhd2JhY2stdGVzdA",
+    }
     for key in draw(st.lists(QUERY_KEYS, max_size=3)):
         params[key] = draw(QUERY_VALUES)
     if draw(st.booleans()):
-        params["timestamp"] = draw(st.sampled_from([now, "0", str(int(time.time()) + 3600), "", "1e9", "9" * 5000,
-                                                    " " + now, now + ".0", "-" + now]))  # fmt: skip
+        params["timestamp"] = draw(
+            st.sampled_from(
+                [now, "0", str(int(time.time()) + 3600), "", "1e9", "9" * 5000, " " + now, now + ".0", "-" + now]
+            )
+        )
     params.pop("hmac", None)
     genuine = draw(st.booleans())
-    params["hmac"] = shopify_hmac(params) if genuine else draw(st.sampled_from(["", "0" * 64]) | QUERY_VALUES | st.binary(
-        min_size=32, max_size=32).map(bytes.hex) | st.just(shopify_hmac(params, "wrong-secret")))  # fmt: skip
+    params["hmac"] = (
+        shopify_hmac(params)
+        if genuine
+        else draw(
+            st.sampled_from(["", "0" * 64])
+            | QUERY_VALUES
+            | st.binary(min_size=32, max_size=32).map(bytes.hex)
+            | st.just(shopify_hmac(params, "wrong-secret"))
+        )
+    )
     pairs = list(params.items())
     if draw(st.booleans()):  # repeated keys, after (ignored by to_dict) or before (read instead)
         for _ in range(draw(st.integers(1, 3))):
@@ -883,18 +1358,23 @@ def install_queries(draw: st.DrawFn) -> tuple[list[tuple[str, str]], bool]:
 def test_install_queries(world: World) -> None:
     world.seed()
 
-    @SETTINGS
-    @settings(max_examples=300)
+    @sweep_settings(200)
     @given(query=install_queries())
+    @world.survives_known_crashes
     def sweep(query: tuple[list[tuple[str, str]], bool]) -> None:
         pairs, genuine = query
         seen = first_values(pairs)
-        before = fingerprint(world.db)
+        before = world.before = fingerprint(world.db)
         TRIED["GET /auth/shopify/install"] += 1
-        response = world.get("/auth/shopify/install", pairs, client=world.app.test_client())
+        shop = shop_of(seen.get("shop"))
+        try:
+            response = world.get("/auth/shopify/install", pairs, client=world.app.test_client())
+        except UnicodeError:  # werkzeug cannot IDNA-encode the redirect's host
+            assert genuine and shop is not None and len(shop.split(".")[0]) > 63
+            known("J-long-shop-label")
+            return
         world.check_answer(response, "install")
         assert response.status_code in (302, 400), response.get_data(as_text=True)
-        shop = shop_domain(seen.get("shop"))
         if response.status_code == 302:
             assert genuine and shop is not None, "an install query without a genuine signature was accepted"
             location = urlsplit(response.headers["Location"])
@@ -908,18 +1388,33 @@ def test_install_queries(world: World) -> None:
     sweep()
 
 
-CALLBACK_BREAKAGES = ("forged hmac", "wrong state", "no install in this browser", "other shop", "no code",
-                      "stale timestamp", "future timestamp", "replayed in another browser", "state for another shop")  # fmt: skip
+CALLBACK_BREAKAGES = (
+    "forged hmac",
+    "wrong state",
+    "no install in this browser",
+    "other shop",
+    "no code",
+    "stale timestamp",
+    "future timestamp",
+    "replayed in another browser",
+    "state for another shop",
+)
 
 
 @st.composite
 def callbacks(draw: st.DrawFn) -> tuple[str, list[tuple[str, str]]]:
     breakage = draw(st.sampled_from(CALLBACK_BREAKAGES))
     shop = draw(st.sampled_from([STRANGER, "fresh-install.myshopify.com"]))
-    params = {"code": draw(st.sampled_from(["0907a61c0c8d55e99db179b68161bc00"]) | QUERY_VALUES.filter(bool)),
-              "host": "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvY2xhd2JhY2stdGVzdA", "shop": shop, "state": "{state}",
-              "timestamp": str(int(time.time()))}  # fmt: skip
-    for key in draw(st.lists(st.sampled_from(["embedded", "locale", "session", "redirect_uri", "id_token"]), max_size=2)):
+    params = {
+        "code": draw(st.sampled_from(["0907a61c0c8d55e99db179b68161bc00"]) | QUERY_VALUES.filter(bool)),
+        "host": "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvY2xhd2JhY2stdGVzdA",
+        "shop": shop,
+        "state": "{state}",
+        "timestamp": str(int(time.time())),
+    }
+    for key in draw(
+        st.lists(st.sampled_from(["embedded", "locale", "session", "redirect_uri", "id_token"]), max_size=2)
+    ):
         params[key] = draw(QUERY_VALUES)
     if breakage == "other shop":
         params["shop"] = draw(st.sampled_from([OTHER, SHOP, "x.myshopify.com"]))
@@ -934,8 +1429,8 @@ def callbacks(draw: st.DrawFn) -> tuple[str, list[tuple[str, str]]]:
     elif breakage == "wrong state":
         params["state"] = draw(QUERY_VALUES)
     pairs = list(params.items())
-    if draw(st.booleans()):
-        pairs.append((draw(QUERY_KEYS), draw(QUERY_VALUES)))  # appended: to_dict() keeps the first
+    if draw(st.booleans()):  # a repeated key, appended: to_dict() keeps the first value
+        pairs.append((draw(st.sampled_from(sorted(params))), draw(QUERY_VALUES)))
     return breakage, pairs
 
 
@@ -943,32 +1438,35 @@ def test_callback_queries(world: World) -> None:
     """Every callback here lacks something only Shopify and this browser's install can supply."""
     world.seed()
 
-    @SETTINGS
-    @settings(max_examples=200)
+    @sweep_settings(150)
     @given(case=callbacks())
+    @world.survives_known_crashes
     def sweep(case: tuple[str, list[tuple[str, str]]]) -> None:
         breakage, pairs = case
         browser = world.app.test_client()
-        shop_of_install = dict(pairs).get("shop", STRANGER) if breakage != "other shop" else STRANGER
         state = ""
         if breakage not in ("no install in this browser", "replayed in another browser"):
-            install = {"shop": STRANGER if breakage == "other shop" else shop_of_install,
-                       "timestamp": str(int(time.time()))}  # fmt: skip
+            install = {
+                "shop": STRANGER if breakage == "other shop" else first_values(pairs)["shop"],
+                "timestamp": str(int(time.time())),
+            }
             if breakage == "state for another shop":
                 install["shop"] = "someone-else.myshopify.com"
             install["hmac"] = shopify_hmac(install)
             started = world.get("/auth/shopify/install", install, client=browser)
             assert started.status_code == 302, started.get_data(as_text=True)
             state = parse_qs(urlsplit(started.headers["Location"]).query)["state"][0]
-        params = [(k, state if v == "{state}" else v) for k, v in pairs]
-        if breakage == "state for another shop":
-            params = [(k, v) for k, v in params if k != "hmac"]
-        signed = first_values([(k, v) for k, v in params if k != "hmac"])
-        params = [p for p in params if p[0] != "hmac"]
-        params.append(("hmac", "0" * 64 if breakage == "forged hmac" else shopify_hmac(signed)))
-        before = fingerprint(world.db)
+        params = [(k, state if v == "{state}" else v) for k, v in pairs if k != "hmac"]
+        params.append(("hmac", "0" * 64 if breakage == "forged hmac" else shopify_hmac(first_values(params))))
+        before = world.before = fingerprint(world.db)
         TRIED["GET /auth/shopify/callback"] += 1
-        response = world.get("/auth/shopify/callback", params, client=browser)
+        try:
+            response = world.get("/auth/shopify/callback", params, client=browser)
+        except TypeError as exc:
+            assert "non-ASCII" in str(exc) and not first_values(params)["state"].isascii(), exc
+            known("L-non-ascii-state")
+            assert fingerprint(world.db) == before
+            return
         world.check_answer(response, f"callback ({breakage})")
         assert 400 <= response.status_code < 500, f"{breakage}: {response.status_code} {response.get_data()[:200]!r}"
         assert "Location" not in response.headers
@@ -997,42 +1495,53 @@ def test_patch_id_token_queries(world: World) -> None:
     world.seed()
     shops = st.one_of(HOSTILE_SHOPS, QUERY_VALUES, st.sampled_from([SHOP, OTHER, "ab", "AB.MYSHOPIFY.COM"]))
 
-    @SETTINGS
-    @settings(max_examples=250)
+    @sweep_settings(200)
     @given(data=st.data())
+    @world.survives_known_crashes
     def sweep(data: st.DataObject) -> None:
         pairs = [("shop", data.draw(shops, label="shop"))]
         if data.draw(st.integers(0, 3)):
-            pairs.append(("shopify-reload", data.draw(st.sampled_from(["/app", "/app?shop=" + SHOP, "https://evil.com",
-                                                                       "javascript:alert(1)", "//evil.com", ""])
-                                                      | QUERY_VALUES, label="reload")))  # fmt: skip
+            pairs.append(
+                (
+                    "shopify-reload",
+                    data.draw(
+                        st.sampled_from(
+                            ["/app", "/app?shop=" + SHOP, "https://evil.com", "javascript:alert(1)", "//evil.com", ""]
+                        )
+                        | QUERY_VALUES,
+                        label="reload",
+                    ),
+                )
+            )
         for _ in range(data.draw(st.integers(0, 2))):
             pair = (data.draw(QUERY_KEYS), data.draw(QUERY_VALUES))
             pairs = [*pairs, pair] if data.draw(st.booleans()) else [pair, *pairs]
         shop = first_values(pairs).get("shop")
-        before = fingerprint(world.db)
+        canonical = shop_of(shop)
+        before = world.before = fingerprint(world.db)
         TRIED["GET /auth/shopify/patch-id-token"] += 1
         try:
             response = world.get("/auth/shopify/patch-id-token", pairs)
-        except ValueError as exc:
-            assert "newline" in str(exc) and shop is not None and shop_domain(shop) is not None, exc
-            known("G-csp-raw-shop")  # the stripped raw shop carried a newline into the CSP header
-            return
-        if shop_domain(shop) is not None and shop != shop_domain(shop):
-            try:
+        except ValueError as exc:  # werkzeug refuses to send the header
+            assert "newline" in str(exc) and canonical is not None and shop != canonical, exc
+            known("G-csp-raw-shop")
+        else:
+            if canonical is None:
                 world.check_answer(response, "patch-id-token")
-                sources = csp_sources(response) if response.status_code == 200 else []
-                assert all(s == "https://admin.shopify.com" or s.endswith(".myshopify.com") for s in sources), sources
-            except (AssertionError, UnicodeEncodeError):
-                known("G-csp-raw-shop")
-                return
-        world.check_answer(response, "patch-id-token")
-        if shop_domain(shop) is None:
-            assert response.status_code == 400
-        assert response.status_code in (200, 400), response.get_data(as_text=True)
-        if response.status_code == 200:
-            assert set(csp_sources(response)) == {f"https://{shop}", "https://admin.shopify.com"}
-            assert SHOPIFY_API_SECRET not in response.get_data(as_text=True)
+                assert response.status_code == 400
+            elif shop == canonical:
+                world.check_answer(response, "patch-id-token")
+                assert response.status_code in (200, 400), response.get_data(as_text=True)
+                if response.status_code == 200:
+                    assert csp_sources(response) == [f"https://{canonical}", "https://admin.shopify.com"]
+            else:  # a shop that only sanitizes to a domain: bug G puts the raw value in the header
+                try:
+                    world.check_answer(response, "patch-id-token")
+                    if response.status_code == 200:
+                        assert csp_sources(response) == [f"https://{canonical}", "https://admin.shopify.com"]
+                except (AssertionError, UnicodeEncodeError):
+                    assert response.status_code < 500
+                    known("G-csp-raw-shop")
         assert fingerprint(world.db) == before
         world.check_logs_and_network("patch-id-token")
 
@@ -1046,8 +1555,17 @@ VALID_KINDS = ("valid", "valid other shop")
 
 def claims_for(shop: str, **changes: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims = {"iss": f"https://{shop}/admin", "dest": f"https://{shop}", "aud": SHOPIFY_API_KEY, "sub": "42",
-              "exp": now + 60, "nbf": now - 5, "iat": now - 5, "jti": str(uuid.uuid4()), "sid": uuid.uuid4().hex}  # fmt: skip
+    claims = {
+        "iss": f"https://{shop}/admin",
+        "dest": f"https://{shop}",
+        "aud": SHOPIFY_API_KEY,
+        "sub": "42",
+        "exp": now + 60,
+        "nbf": now - 5,
+        "iat": now - 5,
+        "jti": str(uuid.uuid4()),
+        "sid": uuid.uuid4().hex,
+    }
     return claims | changes
 
 
@@ -1058,9 +1576,29 @@ def b64(data: bytes) -> str:
 @st.composite
 def session_tokens(draw: st.DrawFn) -> tuple[str, str, str | None]:
     """(kind, token, the shop a valid token is for)."""
-    kind = draw(st.sampled_from(["random", "segments", "alg none", "HS512", "wrong key", "expired", "not yet valid",
-                                 "wrong aud", "two shops", "hostile dest", "tampered", "empty", "RS256 header",
-                                 "no signature", "valid", "valid", "valid other shop"]))  # fmt: skip
+    kind = draw(
+        st.sampled_from(
+            [
+                "random",
+                "segments",
+                "alg none",
+                "HS512",
+                "wrong key",
+                "expired",
+                "not yet valid",
+                "wrong aud",
+                "two shops",
+                "hostile dest",
+                "tampered",
+                "empty",
+                "RS256 header",
+                "no signature",
+                "valid",
+                "valid",
+                "valid other shop",
+            ]
+        )
+    )
     now = int(time.time())
     if kind == "random":
         return kind, draw(QUERY_VALUES | st.text(st.sampled_from("abcXYZ0129-_.="), max_size=300)), None
@@ -1068,18 +1606,21 @@ def session_tokens(draw: st.DrawFn) -> tuple[str, str, str | None]:
         parts = draw(st.lists(st.binary(max_size=80).map(b64), min_size=2, max_size=5))
         return kind, ".".join(parts), None
     if kind == "alg none":
-        return kind, f"{b64(b'{\"alg\":\"none\",\"typ\":\"JWT\"}')}.{b64(json.dumps(claims_for(SHOP)).encode())}.", None
+        header = b64(b'{"alg":"none","typ":"JWT"}')
+        return kind, f"{header}.{b64(json.dumps(claims_for(SHOP)).encode())}.", None
     if kind == "HS512":
         return kind, jwt.encode(claims_for(SHOP), SHOPIFY_API_SECRET, algorithm="HS512"), None
     if kind == "wrong key":
-        key = draw(st.sampled_from(["wrong", SHOPIFY_API_KEY, SHOPIFY_API_SECRET + "x", "", TEST_ENCRYPTION_KEY]))
+        key = draw(st.sampled_from(["wrong", SHOPIFY_API_KEY, SHOPIFY_API_SECRET + "x", "x", TEST_ENCRYPTION_KEY]))
         return kind, jwt.encode(claims_for(SHOP), key, algorithm="HS256"), None
     if kind == "expired":
         return kind, jwt.encode(claims_for(SHOP, exp=now - 60), SHOPIFY_API_SECRET, algorithm="HS256"), None
     if kind == "not yet valid":
         return kind, jwt.encode(claims_for(SHOP, nbf=now + 600), SHOPIFY_API_SECRET, algorithm="HS256"), None
     if kind == "wrong aud":
-        aud = draw(st.sampled_from(["", "other-app", SHOPIFY_API_KEY.upper()]) | TEXT.filter(lambda s: s != SHOPIFY_API_KEY))
+        aud = draw(
+            st.sampled_from(["", "other-app", SHOPIFY_API_KEY.upper()]) | TEXT.filter(lambda s: s != SHOPIFY_API_KEY)
+        )
         return kind, jwt.encode(claims_for(SHOP, aud=aud), SHOPIFY_API_SECRET, algorithm="HS256"), None
     if kind == "two shops":
         claims = claims_for(SHOP, iss=f"https://{draw(st.sampled_from([OTHER, STRANGER]))}/admin")
@@ -1087,13 +1628,26 @@ def session_tokens(draw: st.DrawFn) -> tuple[str, str, str | None]:
             claims["dest"], claims["iss"] = claims["iss"].removesuffix("/admin"), f"https://{SHOP}/admin"
         return kind, jwt.encode(claims, SHOPIFY_API_SECRET, algorithm="HS256"), None
     if kind == "hostile dest":  # signed, so only Shopify could send it; still never a 500 or a write
-        dest = draw(st.sampled_from(["https://evil.com", "javascript:alert(1)", f"https://{SHOP}@evil.com",
-                                     f"https://{SHOP}.evil.com", "https://x.myshopify.com.evil.com", "", "https://",
-                                     f"https://{SHOP}/../../evil", "evil.com", f"https://{SHOP}\u202e"]))  # fmt: skip
+        dest = draw(
+            st.sampled_from(
+                [
+                    "https://evil.com",
+                    "javascript:alert(1)",
+                    f"https://{SHOP}@evil.com",
+                    f"https://{SHOP}.evil.com",
+                    "https://x.myshopify.com.evil.com",
+                    "",
+                    "https://",
+                    f"https://{SHOP}/../../evil",
+                    "evil.com",
+                    f"https://{SHOP}\u202e",
+                ]
+            )
+        )
         claims = claims_for(SHOP, dest=dest, iss=draw(st.sampled_from([dest, f"https://{SHOP}/admin"])))
         return kind, jwt.encode(claims, SHOPIFY_API_SECRET, algorithm="HS256"), None
     if kind == "tampered":
-        header, payload, signature = jwt.encode(claims_for(SHOP), SHOPIFY_API_SECRET, algorithm="HS256").split(".")
+        header, _payload, signature = jwt.encode(claims_for(SHOP), SHOPIFY_API_SECRET, algorithm="HS256").split(".")
         forged = b64(json.dumps(claims_for(OTHER)).encode())
         return kind, f"{header}.{forged}.{signature}", None
     if kind == "empty":
@@ -1113,9 +1667,9 @@ def test_app_session_tokens(world: World) -> None:
     patch-id-token page) or 401, never a write; valid tokens of installed shops get the page."""
     world.seed()
 
-    @SETTINGS
-    @settings(max_examples=300)
+    @sweep_settings(200)
     @given(data=st.data())
+    @world.survives_known_crashes
     def sweep(data: st.DataObject) -> None:
         kind, token, valid_for = data.draw(session_tokens(), label="token")
         where = data.draw(st.sampled_from(["query", "query", "bearer", "both", "bearer lowercase", "basic"]))
@@ -1134,9 +1688,8 @@ def test_app_session_tokens(world: World) -> None:
             headers["Authorization"] = "Basic " + base64.b64encode(f"x:{token}".encode("utf-8", "replace")).decode()
         for _ in range(data.draw(st.integers(0, 2))):
             query.insert(data.draw(st.integers(0, len(query))), (data.draw(QUERY_KEYS), data.draw(QUERY_VALUES)))
-        if any(not value.isascii() for value in headers.values()):
-            headers = {k: v.encode("utf-8", "replace").decode("latin-1") for k, v in headers.items()}
-        before = fingerprint(world.db)
+        headers = {k: as_header_value(v) for k, v in headers.items()}
+        before = world.before = fingerprint(world.db)
         TRIED["GET /app"] += 1
         response = world.get("/app", query, headers)
         world.check_answer(response, f"/app ({kind}, {where})")
@@ -1145,11 +1698,14 @@ def test_app_session_tokens(world: World) -> None:
         seen = first_values(query)
         if status == 200:
             assert valid_for is not None, f"{kind} token accepted"
-            assert seen.get("shop") is None or shop_domain(seen["shop"]) == valid_for
+            assert not seen.get("shop") or shop_of(seen["shop"]) == valid_for  # an empty ?shop= is no shop
         if status == 302:
             location = urlsplit(response.headers["Location"])
-            assert (location.scheme, location.netloc, location.path) == ("https", "clawback.example",
-                                                                         "/auth/shopify/patch-id-token")  # fmt: skip
+            assert (location.scheme, location.netloc, location.path) == (
+                "https",
+                "clawback.example",
+                "/auth/shopify/patch-id-token",
+            )
         assert fingerprint(world.db) == before
         world.check_logs_and_network(f"/app ({kind})")
 
@@ -1161,25 +1717,44 @@ def test_app_session_tokens(world: World) -> None:
 
 def test_health_metrics_and_read_only_pages(world: World) -> None:
     world.seed()
+    queries = st.lists(st.tuples(QUERY_KEYS | QUERY_VALUES, QUERY_VALUES), max_size=3)
     path_segment = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="/?#"), min_size=1, max_size=60)
 
-    @SETTINGS
-    @settings(max_examples=150)
+    @sweep_settings(100)
     @given(data=st.data())
+    @world.survives_known_crashes
     def sweep(data: st.DataObject) -> None:
-        path = data.draw(st.sampled_from(["/healthz", "/readyz", "/metrics", "/", "/shops/1", "/shops/999999999999999",
-                                          "/shops/-1", "/shops/1/customers/501"]), label="path")  # fmt: skip
+        path = data.draw(
+            st.sampled_from(
+                [
+                    "/healthz",
+                    "/readyz",
+                    "/metrics",
+                    "/",
+                    "/shops/1",
+                    "/shops/999999999999999",
+                    "/shops/-1",
+                    "/shops/1/customers/501",
+                ]
+            ),
+            label="path",
+        )
         if data.draw(st.integers(0, 3)) == 0:
             path = f"/shops/{world.shop_ids[SHOP]}/customers/{data.draw(path_segment, label='customer')}"
         method = data.draw(st.sampled_from(["GET", "GET", "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"]))
-        query = data.draw(st.lists(st.tuples(QUERY_KEYS | TEXT, QUERY_VALUES), max_size=3), label="query")
-        headers = data.draw(st.lists(st.tuples(st.sampled_from(["Accept", "X-Forwarded-For", "User-Agent",
-                                                                "Accept-Language", "X-Request-Id"]),
-                                               latin1_text(200)), max_size=3), label="headers")  # fmt: skip
-        before = fingerprint(world.db)
+        query = data.draw(queries, label="query")
+        headers = data.draw(
+            st.lists(
+                st.tuples(
+                    st.sampled_from(["Accept", "X-Forwarded-For", "User-Agent", "Accept-Language", "X-Request-Id"]),
+                    latin1_text(200),
+                ),
+                max_size=3,
+            ),
+            label="headers",
+        )
+        before = world.before = fingerprint(world.db)
         TRIED["GET /healthz /readyz /metrics /shops"] += 1
-        if ON_PG and "\x00" in path:
-            return  # a NUL in a path cannot be looked up in PostgreSQL; see test_bug_nul_in_customer_page_on_pg
         response = world.client.open(path, method=method, query_string=query, headers=headers, base_url=BASE_URL)
         world.check_answer(response, f"{method} {path}")
         if path in ("/healthz", "/readyz", "/metrics") and method in ("GET", "HEAD"):
@@ -1197,23 +1772,62 @@ def test_health_metrics_and_read_only_pages(world: World) -> None:
 NUMERIC_KEYS = ("earn.rate", "earn.min_order", "redeem.coin_value", "earn.delay_days")
 SETTING_KEYS = st.one_of(
     st.sampled_from(KEYS),
-    st.sampled_from(["earn", "earn.", ".rate", "earn.rate.x", "__class__", "earn.__dict__", "EARN.RATE", "earn.rate ",
-                     "earn\u202e.rate", "earn.exclude_tags\x00", "revert..enabled", "redeem.coin_value\n", "..", "",
-                     "earn.model_config", "earn._tags", "earn.model_fields", "shop.domain", "credentials.access_token"]),
+    st.sampled_from(
+        [
+            "earn",
+            "earn.",
+            ".rate",
+            "earn.rate.x",
+            "__class__",
+            "earn.__dict__",
+            "EARN.RATE",
+            "earn.rate ",
+            "earn\u202e.rate",
+            "earn.exclude_tags\x00",
+            "revert..enabled",
+            "redeem.coin_value\n",
+            "..",
+            "",
+            "earn.model_config",
+            "earn._tags",
+            "earn.model_fields",
+            "shop.domain",
+            "credentials.access_token",
+        ]
+    ),
     st.builds(lambda a, b: f"{a}.{b}", TEXT, TEXT),
-)  # fmt: skip
+)
+
+
+# fmt: off
+SETTING_WORDS = st.sampled_from([
+    "true", "false", "yes", "no", "on", "off", "1", "0", "TRUE", " yes ", "maybe", "", "per_unit", "percent", "fixed",
+    "paid", "fulfilled", "delivered", "down", "half_up", "up", "refunded,cancelled", "returned, returned", "negative",
+    "floor_and_flag", "full", "proportional", "Fraud", ",,,", "a,b,c", "x" * 41, ",".join(["t"] * 51),
+    ",".join(f"t{i}" for i in range(5000)),
+])
+SETTING_STRINGS = st.one_of(SETTING_WORDS, TEXT, LONG_TEXT.map(lambda s: s[:3000]), NUMERIC_STRINGS,
+                            TAGS.map(lambda s: s[:20000]))
+TYPED_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.decimals(),
+                         st.lists(TEXT, max_size=5), st.dictionaries(TEXT, TEXT, max_size=3), VALUE)
+# fmt: on
+
+
+_DELAY_STRINGS = SETTING_STRINGS.filter(lambda value: not _hangs("earn.delay_days", value))
+_DELAY_VALUES = st.one_of(
+    _DELAY_STRINGS, _DELAY_STRINGS, TYPED_VALUES.filter(lambda v: not _hangs("earn.delay_days", v))
+)
+_VALUES = st.one_of(SETTING_STRINGS, SETTING_STRINGS, TYPED_VALUES)
+
+
+def setting_strings(key: str) -> st.SearchStrategy[str]:
+    """What a form field or a CLI argument carries."""
+    return _DELAY_STRINGS if key == "earn.delay_days" else SETTING_STRINGS
 
 
 def setting_values(key: str) -> st.SearchStrategy[Any]:
-    typed = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.decimals(),
-                      st.lists(TEXT, max_size=5), st.dictionaries(TEXT, TEXT, max_size=3), VALUE)  # fmt: skip
-    words = st.sampled_from(["true", "false", "yes", "no", "on", "off", "1", "0", "TRUE", " yes ", "maybe", "",
-                             "per_unit", "percent", "fixed", "paid", "fulfilled", "delivered", "down", "half_up", "up",
-                             "refunded,cancelled", "returned, returned", "negative", "floor_and_flag", "full",
-                             "proportional", "Fraud", ",,,", "a,b,c", "x" * 41, ",".join(["t"] * 51),
-                             ",".join(f"t{i}" for i in range(5000))])  # fmt: skip
-    strings = st.one_of(words, TEXT, LONG_TEXT.map(lambda s: s[:3000]), NUMERIC_STRINGS, TAGS.map(lambda s: s[:20000]))
-    return st.one_of(strings, strings, typed).filter(lambda value: not _hangs(key, value))
+    """Strings as a form or the CLI sends them, and typed values as an API might."""
+    return _DELAY_VALUES if key == "earn.delay_days" else _VALUES
 
 
 def _hangs(key: str, value: Any) -> bool:
@@ -1244,8 +1858,7 @@ def test_apply_changes_refuses_with_invalid_input_or_returns_usable_settings() -
     current = ShopSettings()
     stored = current.to_stored()
 
-    @SETTINGS
-    @settings(max_examples=1500)
+    @sweep_settings(1200)
     @given(data=st.data())
     def sweep(data: st.DataObject) -> None:
         changes: dict[str, Any] = {}
@@ -1266,8 +1879,11 @@ def test_apply_changes_refuses_with_invalid_input_or_returns_usable_settings() -
     sweep()
 
 
-CLI_TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00") | st.sampled_from(
-    ["\udcff", "\udc80", "\u202e", "é", "="]), max_size=40)  # fmt: skip
+CLI_TEXT = st.text(
+    st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+    | st.sampled_from(["\udcff", "\udc80", "\u202e", "é", "="]),
+    max_size=40,
+)
 
 
 def test_cli_settings_set(world: World) -> None:
@@ -1276,22 +1892,39 @@ def test_cli_settings_set(world: World) -> None:
     NUL; undecodable bytes arrive as surrogate escapes)."""
     world.seed()
     runner: FlaskCliRunner = world.app.test_cli_runner()
+    cli_keys = SETTING_KEYS.filter(lambda k: "\x00" not in k and not re.search(r"[\ud800-\udfff]", k))
 
-    @SETTINGS
-    @settings(max_examples=250)
+    @sweep_settings(150)
     @given(data=st.data())
+    @world.survives_known_crashes
     def sweep(data: st.DataObject) -> None:
         world.ensure_shops()
-        shop_ref = data.draw(st.sampled_from([SHOP, OTHER, SHOP.upper(), f" {SHOP} ", STRANGER, "1", "http://[::1",
-                                              "https://evil.com", "../", "javascript:"]) | CLI_TEXT, label="--shop")  # fmt: skip
+        shop_ref = data.draw(
+            st.sampled_from(
+                [
+                    SHOP,
+                    OTHER,
+                    SHOP.upper(),
+                    f" {SHOP} ",
+                    STRANGER,
+                    "1",
+                    "http://[::1",
+                    "https://evil.com",
+                    "../",
+                    "javascript:",
+                ]
+            )
+            | CLI_TEXT,
+            label="--shop",
+        )
         pairs = []
         for _ in range(data.draw(st.integers(1, 4))):
-            key = data.draw(SETTING_KEYS.filter(lambda k: "\x00" not in k and not re.search(r"[\ud800-\udfff]", k)))
-            value = data.draw(st.one_of(setting_values(key).filter(lambda v: isinstance(v, str)), CLI_TEXT))
-            value = value.replace("\x00", "")
-            assume(not re.search(r"[\ud800-\udc7f\udd00-\udfff]", value) and not _hangs(key, value))
+            key = data.draw(cli_keys, label="key")
+            value = data.draw(st.one_of(setting_strings(key), CLI_TEXT), label=f"value for {key!r}")
+            value = re.sub(r"[\x00\ud800-\udc7f\udd00-\udfff]", "?", value)  # argv: no NUL, surrogateescape only
+            assume(not _hangs(key, value))
             pairs.append(data.draw(st.sampled_from([f"{key}={value}", f"{key}={value}", key, f"={value}", value])))
-        before = fingerprint(world.db)
+        before = world.before = fingerprint(world.db)
         TRIED["clawback settings set"] += 1
         result = runner.invoke(cli, ["settings", "set", "--shop", shop_ref, *pairs])
         assert result.exception is None or isinstance(result.exception, SystemExit), (
@@ -1337,66 +1970,107 @@ def _settles(world: World, topic: str, body: bytes) -> WebhookDelivery:
 
 
 def _order_with(**changes: Any) -> bytes:
-    body = order_body(1001, 501)
+    body = order_body(4242, 601, at="2026-11-02T12:00:00+00:00")  # an order never seen before
     for dotted, value in changes.items():
         path = tuple(int(p) if p.isdigit() else p for p in dotted.split("__"))
         body = mutate(body, path, "set", value)
     return to_json(body).encode()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG A: amounts beyond Decimal precision / BIGINT raise InvalidOperation or "
-                   "OverflowError in apply_snapshot; the delivery stays 'received' and is retried instead of 'failed'")  # fmt: skip
-@pytest.mark.parametrize(("topic", "body"), [
-    ("orders/paid", _order_with(current_total_price_set=None, current_total_price="1" + "0" * 49)),
-    ("orders/paid", _order_with(current_total_price_set=None, current_total_price="1e400")),
-    ("orders/paid", _order_with(current_total_price_set=None, current_total_price=10**20)),
-    ("refunds/create", to_json(refund_body() | {"refund_line_items": [],
-                                                "transactions": [{"kind": "refund", "status": "success",
-                                                                  "amount": "1e30", "currency": "USD"}]}).encode()),
-    ("orders/paid", _order_with(total_price_set__shop_money__amount="1e30",
-                                total_price_set__presentment_money__amount="1e-30")),
-], ids=["50-digit total", "total '1e400'", "total 10^20", "refund 1e30", "presentment rate 1e60"])  # fmt: skip
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG A: amounts beyond Decimal precision / BIGINT raise InvalidOperation or "
+    "OverflowError in apply_snapshot; the delivery stays 'received' and is retried instead of 'failed'",
+)
+@pytest.mark.parametrize(
+    ("topic", "body"),
+    [
+        ("orders/paid", _order_with(current_total_price_set=None, current_total_price="1" + "0" * 49)),
+        ("orders/paid", _order_with(current_total_price_set=None, current_total_price="1e400")),
+        ("orders/paid", _order_with(current_total_price_set=None, current_total_price=10**20)),
+        (
+            "refunds/create",
+            to_json(
+                refund_body()
+                | {
+                    "refund_line_items": [],
+                    "transactions": [{"kind": "refund", "status": "success", "amount": "1e30", "currency": "USD"}],
+                }
+            ).encode(),
+        ),
+        (
+            "orders/paid",
+            _order_with(total_price_set__shop_money__amount="1e30", total_price_set__presentment_money__amount="1e-30"),
+        ),
+    ],
+    ids=["50-digit total", "total '1e400'", "total 10^20", "refund 1e30", "presentment rate 1e60"],
+)
 def test_bug_huge_amounts_leave_a_signed_delivery_unsettled(installed: World, topic: str, body: bytes) -> None:
     installed.seed()
     _settles(installed, topic, body)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG B: a customer email that is a JSON object or list reaches the INSERT "
-                   "(sqlite3/psycopg cannot bind it); the delivery stays 'received'")  # fmt: skip
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG B: a customer email that is a JSON object or list reaches the INSERT "
+    "(sqlite3/psycopg cannot bind it); the delivery stays 'received'",
+)
 @pytest.mark.parametrize("email", [{"a": 1}, ["x@example.com"]], ids=["object", "list"])
 def test_bug_non_string_customer_email(installed: World, email: Any) -> None:
     _settles(installed, "orders/paid", _order_with(customer__email=email, customer__id=777))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG C: a lone surrogate escaped in JSON ('\\ud800') in an order id, customer "
-                   "id, order name or email cannot be encoded for the database; the delivery stays 'received'")  # fmt: skip
-@pytest.mark.parametrize(("topic", "body"), [
-    ("orders/paid", _order_with(id="\ud800")),
-    ("orders/paid", _order_with(customer__id="\udfff")),
-    ("orders/paid", _order_with(name="#\ud800")),
-    ("orders/paid", _order_with(customer__email="\ud800@example.com", customer__id=778)),
-    ("customers/data_request", to_json({"customer": {"id": "\ud800"}, "data_request": {"id": 1}}).encode()),
-], ids=["order id", "customer id", "order name", "email", "data_request customer"])  # fmt: skip
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG C: a lone surrogate escaped in JSON ('\\ud800') in an order id, customer "
+    "id, order name or email cannot be encoded for the database; the delivery stays 'received'",
+)
+@pytest.mark.parametrize(
+    ("topic", "body"),
+    [
+        ("orders/paid", _order_with(id="\ud800")),
+        ("orders/paid", _order_with(customer__id="\udfff")),
+        ("orders/paid", _order_with(name="#\ud800")),
+        ("orders/paid", _order_with(customer__email="\ud800@example.com", customer__id=778)),
+        ("customers/data_request", to_json({"customer": {"id": "\ud800"}, "data_request": {"id": 1}}).encode()),
+    ],
+    ids=["order id", "customer id", "order name", "email", "data_request customer"],
+)
 def test_bug_lone_surrogates_leave_a_signed_delivery_unsettled(installed: World, topic: str, body: bytes) -> None:
     _settles(installed, topic, body)
 
 
-@pytest.mark.xfail(ON_PG, strict=True, reason="BUG D (PostgreSQL only): NUL characters and ids/names/emails longer "
-                   "than their VARCHAR columns reach the INSERT; the delivery stays 'received'")  # fmt: skip
-@pytest.mark.parametrize(("topic", "body"), [
-    ("orders/paid", _order_with(name="N" * 100)),
-    ("orders/paid", _order_with(customer__email="e" * 400 + "@example.com", customer__id=779)),
-    ("orders/paid", _order_with(id="1001\x00")),
-    ("fulfillment_events/create", to_json({"status": "delivered", "order_id": "x" * 100, "happened_at": T}).encode()),
-    ("customers/data_request", to_json({"customer": {"id": "c" * 100}, "data_request": {"id": 1}}).encode()),
-], ids=["order name 100", "email 400", "NUL in order id", "fulfillment order id 100", "data_request customer 100"])  # fmt: skip
+@pytest.mark.xfail(
+    ON_PG,
+    strict=True,
+    reason="BUG D (PostgreSQL only): NUL characters and ids/names/emails longer "
+    "than their VARCHAR columns reach the INSERT; the delivery stays 'received'",
+)
+@pytest.mark.parametrize(
+    ("topic", "body"),
+    [
+        ("orders/paid", _order_with(name="N" * 100)),
+        ("orders/paid", _order_with(customer__email="e" * 400 + "@example.com", customer__id=779)),
+        ("orders/paid", _order_with(id="1001\x00")),
+        (
+            "fulfillment_events/create",
+            to_json({"status": "delivered", "order_id": "x" * 100, "happened_at": T}).encode(),
+        ),
+        ("customers/data_request", to_json({"customer": {"id": "c" * 100}, "data_request": {"id": 1}}).encode()),
+    ],
+    ids=["order name 100", "email 400", "NUL in order id", "fulfillment order id 100", "data_request customer 100"],
+)
 def test_bug_long_or_nul_strings_on_postgresql(installed: World, topic: str, body: bytes) -> None:
     _settles(installed, topic, body)
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="BUG F: shopifyapp's verify_webhook_req json-parses the "
-                   "body for its log redaction before checking the HMAC; deep nesting raises RecursionError (a 500, "
-                   "with or without a valid signature)")  # fmt: skip
+@pytest.mark.xfail(
+    strict=True,
+    raises=RecursionError,
+    reason="BUG F: shopifyapp's verify_webhook_req json-parses the "
+    "body for its log redaction before checking the HMAC; deep nesting raises RecursionError (a 500, "
+    "with or without a valid signature)",
+)
 @pytest.mark.parametrize("signed", [False, True], ids=["forged", "signed"])
 def test_bug_deeply_nested_json_is_a_500(installed: World, signed: bool) -> None:
     before = fingerprint(installed.db)
@@ -1407,32 +2081,48 @@ def test_bug_deeply_nested_json_is_a_500(installed: World, signed: bool) -> None
         assert fingerprint(installed.db) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG G: /auth/shopify/patch-id-token checks the sanitized ?shop= but shopifyapp "
-                   "copies the raw value into Content-Security-Policy: %0A is a 500, other values give a header "
-                   "naming a non-Shopify host or carrying characters a server cannot send")  # fmt: skip
-@pytest.mark.parametrize("raw_shop", ["ab.myshopify.com%0A", "ab.myshopify.com%E2%80%A8", "ab.myshopify.com%0B", "ab"],
-                         ids=["newline: 500", "U+2028: not latin-1", "vertical tab", "short name: https://ab"])  # fmt: skip
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG G: /auth/shopify/patch-id-token checks the sanitized ?shop= but shopifyapp "
+    "copies the raw value into Content-Security-Policy: %0A is a 500, other values give a header "
+    "naming a non-Shopify host or carrying characters a server cannot send",
+)
+@pytest.mark.parametrize(
+    "raw_shop",
+    ["ab.myshopify.com%0A", "ab.myshopify.com%E2%80%A8", "ab.myshopify.com%0B", "ab"],
+    ids=["newline: 500", "U+2028: not latin-1", "vertical tab", "short name: https://ab"],
+)
 def test_bug_patch_id_token_copies_the_raw_shop_into_its_csp(installed: World, raw_shop: str) -> None:
-    response = installed.client.get(f"/auth/shopify/patch-id-token?shop={raw_shop}&shopify-reload=/app",
-                                    base_url=BASE_URL)  # fmt: skip
+    response = installed.client.get(
+        f"/auth/shopify/patch-id-token?shop={raw_shop}&shopify-reload=/app", base_url=BASE_URL
+    )
     installed.check_answer(response, "patch-id-token")
     assert response.status_code == 200
     assert csp_sources(response) == ["https://ab.myshopify.com", "https://admin.shopify.com"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG E: earn.delay_days=1e100000000 (13 characters, via CLI or a settings form) "
-                   "is converted to an int with 10^8 digits before the range check: the worker hangs")  # fmt: skip
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG E: earn.delay_days=1e100000000 (13 characters, via CLI or a settings form) "
+    "is converted to an int with 10^8 digits before the range check: the worker hangs",
+)
 def test_bug_huge_delay_days_exponent_hangs() -> None:
-    code = ("from app.shop_settings import ShopSettings, apply_changes\nfrom app.errors import InvalidInput\n"
-            "try:\n    apply_changes(ShopSettings(), {'earn.delay_days': '1e100000000'})\nexcept InvalidInput:\n    pass\n")  # fmt: skip
+    code = (
+        "from app.shop_settings import ShopSettings, apply_changes\nfrom app.errors import InvalidInput\n"
+        "try:\n    apply_changes(ShopSettings(), {'earn.delay_days': '1e100000000'})\nexcept InvalidInput:\n    pass\n"
+    )
     try:
-        subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], timeout=8, check=True)
+        subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], timeout=5, check=True)
     except subprocess.TimeoutExpired:
-        pytest.fail("apply_changes did not answer within 8 s")
+        pytest.fail("apply_changes did not answer within 5 s")
 
 
-@pytest.mark.xfail(strict=True, raises=Overflow, reason="BUG H: redeem.coin_value='1e-999999999' is accepted (gt=0 "
-                   "only); rules.redeem_target then overflows on every refund of an order coins were spent on")  # fmt: skip
+@pytest.mark.xfail(
+    strict=True,
+    raises=Overflow,
+    reason="BUG H: redeem.coin_value='1e-999999999' is accepted (gt=0 "
+    "only); rules.redeem_target then overflows on every refund of an order coins were spent on",
+)
 def test_bug_tiny_coin_value_is_accepted_and_breaks_refunds() -> None:
     try:
         accepted = apply_changes(ShopSettings(), {"redeem.coin_value": "1e-999999999"})
@@ -1441,12 +2131,82 @@ def test_bug_tiny_coin_value_is_accepted_and_breaks_refunds() -> None:
     rules.redeem_target(snap(refunds={"r1": "1.00"}, statuses=("paid",)), 100, accepted.redeem)
 
 
-@pytest.mark.xfail(strict=True, raises=(AttributeError, TypeError), reason="BUG I (low: needs the app secret): a "
-                   "session token signed with the secret whose dest or iss is not a string makes shopifyapp/PyJWT "
-                   "raise inside GET /app (a 500 instead of 401)")  # fmt: skip
-@pytest.mark.parametrize("claims", [{"dest": 123}, {"dest": None}, {"iss": ["x"]}], ids=["dest 123", "dest null", "iss list"])
+@pytest.mark.xfail(
+    strict=True,
+    raises=(AttributeError, TypeError),
+    reason="BUG I (low: needs the app secret): a "
+    "session token signed with the secret whose dest or iss is not a string makes shopifyapp/PyJWT "
+    "raise inside GET /app (a 500 instead of 401)",
+)
+@pytest.mark.parametrize(
+    "claims", [{"dest": 123}, {"dest": None}, {"iss": ["x"]}], ids=["dest 123", "dest null", "iss list"]
+)
 def test_bug_signed_session_token_with_non_string_claims(installed: World, claims: dict[str, Any]) -> None:
     token = jwt.encode(claims_for(SHOP) | claims, SHOPIFY_API_SECRET, algorithm="HS256")
     response = installed.get("/app", {"id_token": token, "shop": SHOP})
     installed.check_answer(response, "/app with non-string claims")
     assert response.status_code == 401
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnicodeError,
+    reason="BUG J (low: needs a genuine signature): shop_domain() accepts a first label of 64+ characters, which "
+    "no DNS name has; the install redirect to it cannot be IDNA-encoded by werkzeug (a 500)",
+)
+def test_bug_install_for_a_shop_label_over_63_characters(installed: World) -> None:
+    params = {"shop": "x" * 64 + ".myshopify.com", "timestamp": str(int(time.time()))}
+    params["hmac"] = shopify_hmac(params)
+    response = installed.get("/auth/shopify/install", params)
+    installed.check_answer(response, "install, 64-character label")
+    assert response.status_code == 400
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="BUG K: connectors.shopify.shop_domain lets urllib's ValueError out ('Invalid IPv6 URL', NFKC look-alikes); "
+    "X-Shopify-Shop-Domain: [ is a 500 before the signature is even checked, and ?shop=[ on install, callback, "
+    "patch-id-token and /app too",
+)
+@pytest.mark.parametrize(
+    ("endpoint", "shop"),
+    [("webhook", "["), ("webhook", "x.myshopify.com]")]  # a header: latin-1, so no NFKC look-alikes
+    + [(e, shop) for e in ("install", "callback", "patch-id-token") for shop in ("[", "x.myshopify.com]", "a\uff0fb")],
+)
+def test_bug_shop_domain_raises_on_brackets_and_look_alikes(installed: World, endpoint: str, shop: str) -> None:
+    before = fingerprint(installed.db)
+    if endpoint == "webhook":
+        response = installed.client.post(
+            "/webhooks/shopify",
+            data=b"{}",
+            headers={"X-Shopify-Shop-Domain": as_header_value(shop), HMAC_HEADER: "forged", "X-Shopify-Topic": "x"},
+        )
+        expected = 401
+    else:
+        path = {"install": "install", "callback": "callback", "patch-id-token": "patch-id-token"}[endpoint]
+        response = installed.client.get(
+            f"/auth/shopify/{path}", query_string={"shop": shop, "hmac": "0", "timestamp": "1"}, base_url=BASE_URL
+        )
+        expected = 400
+    installed.check_answer(response, endpoint)
+    assert response.status_code == expected
+    assert fingerprint(installed.db) == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="BUG L (low: needs a genuine signature): the callback compares states with hmac.compare_digest on str, "
+    "which raises TypeError for a non-ASCII state (a 500 instead of 403)",
+)
+def test_bug_callback_with_a_non_ascii_state(installed: World) -> None:
+    browser = installed.app.test_client()
+    install = {"shop": STRANGER, "timestamp": str(int(time.time()))}
+    install["hmac"] = shopify_hmac(install)
+    assert installed.get("/auth/shopify/install", install, client=browser).status_code == 302
+    params = {"code": "abc", "shop": STRANGER, "state": "é", "timestamp": str(int(time.time()))}
+    params["hmac"] = shopify_hmac(params)
+    response = installed.get("/auth/shopify/callback", params, client=browser)
+    installed.check_answer(response, "callback, non-ASCII state")
+    assert response.status_code == 403
