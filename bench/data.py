@@ -1,6 +1,7 @@
 """Scale of data: the same lookups and pages with 10 thousand and with 1 million ledger entries.
 
-Each size gets a fresh database (SQLite in the work folder, or the PostgreSQL of
+Pages are the merchant's own (Customers and Activity, signed in with a token). Each size gets a
+fresh database (SQLite in the work folder, or the PostgreSQL of
 CLAWBACK_BENCH_DATA_URL) with ten entries per customer (so 1 M entries are 100 thousand
 customers), bulk-inserted with their cached balances. Pages are requested in-process through
 Flask's test client: this measures queries and rendering, not the network.
@@ -104,11 +105,17 @@ def measure(entries: int, workdir: Path) -> dict[str, Any]:
             ).one()
         assert row[0] == 100
 
+    with app.test_request_context():
+        from web.session import mint
+
+        t = mint(1, "dev")  # the merchant's own pages, signed in as the shop
+
     def history() -> None:
-        assert client.get(f"/shops/1/customers/{700_000 + rng.randrange(customers)}").status_code == 200
+        pid = 700_000 + rng.randrange(customers)
+        assert client.get(f"/admin/customers/{pid}", query_string={"t": t}).status_code == 200
 
     def activity() -> None:
-        assert client.get("/shops/1").status_code == 200
+        assert client.get("/admin/activity", query_string={"t": t, "kind": "earn"}).status_code == 200
 
     result = {
         "customers": customers,
