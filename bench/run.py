@@ -292,7 +292,10 @@ def table(r: dict[str, Any]) -> str:
             )
         ]
     if r.get("data", {}).get("ratios"):
-        rows.append(("data 1M / 10k (p50)", ", ".join(f"{k} {v}" for k, v in r["data"]["ratios"].items())))
+        sizes = [k for k in r["data"] if k != "ratios"]
+        rows.append(
+            (f"data {sizes[-1]} / {sizes[0]} (p50)", ", ".join(f"{k} {v}" for k, v in r["data"]["ratios"].items()))
+        )
     if "reconcile" in r:
         rows.append(("reconcile", f"{r['reconcile']['orders_per_s']} orders/s ({r['reconcile']['orders']} orders)"))
     width = max(len(k) for k, _ in rows)
