@@ -51,7 +51,7 @@ class _Section(BaseModel):
 
 class EarnSettings(_Section):
     mode: Literal["per_unit", "percent", "fixed"] = "per_unit"
-    rate: Decimal = Field(Decimal("1"), gt=0, le=1_000_000)
+    rate: Decimal = Field(Decimal("1"), ge=Decimal("0.000001"), le=1_000_000)
     trigger: Literal["paid", "fulfilled", "delivered"] = "paid"
     delay_days: int = Field(0, ge=0, le=365)
     min_order: Decimal = Field(Decimal("0"), ge=0, le=1_000_000_000)
@@ -97,7 +97,7 @@ class RedeemSettings(_Section):
         default_factory=lambda: ["cancelled", "returned", "refunded"]  # type: ignore[arg-type]
     )
     # The money one coin is worth when spent, in the shop's currency (0.01: coins are cents).
-    coin_value: Decimal = Field(Decimal("0.01"), gt=0, le=1_000_000)
+    coin_value: Decimal = Field(Decimal("0.01"), ge=Decimal("0.000001"), le=1_000_000)
 
     @field_validator("refund_statuses")
     @classmethod
@@ -156,8 +156,9 @@ def _parse(key: str, raw: Any) -> Any:
             number = Decimal(raw.strip())
         except InvalidOperation:
             raise InvalidInput(f"{key} must be a number, not '{raw}'", field=key) from None
-        if not number.is_finite():
-            raise InvalidInput(f"{key} must be a finite number", field=key)
+        if not number.is_finite() or (number and not -9 <= number.adjusted() <= 12):
+            # Before any arithmetic: 1e100000000 would be a 100-million-digit integer.
+            raise InvalidInput(f"{key} must be a finite number between 0.000000001 and 10^12", field=key)
         if key == "earn.delay_days":
             if number != number.to_integral_value():
                 raise InvalidInput(f"{key} must be a whole number of days", field=key)

@@ -57,7 +57,16 @@ def normalize_tag(tag: str) -> str:
 def normalize_tags(tags: str | list[str] | tuple[str, ...] | frozenset[str]) -> frozenset[str]:
     """Accept one comma-separated string (Shopify) or a list; drop empties."""
     items = tags.split(",") if isinstance(tags, str) else list(tags)
-    return frozenset(t for t in (normalize_tag(i) for i in items) if t)
+    return frozenset(t for t in (normalize_tag(i) for i in items) if t and _storable_tag(t))
+
+
+def _storable_tag(tag: str) -> bool:
+    """Tags we can store and compare; anything else cannot match a merchant's tag anyway."""
+    try:
+        _check_text("tag", tag, 255)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, order=True)
@@ -68,8 +77,26 @@ class Refund:
     amount: Decimal
 
     def __post_init__(self) -> None:
+        if not self.amount.is_finite() or self.amount > MAX_AMOUNT:
+            raise ValueError(f"refund {self.refund_id} has an impossible amount {self.amount}")
         if self.amount < 0:
             raise ValueError(f"refund {self.refund_id} has a negative amount {self.amount}")
+        _check_text("refund_id", self.refund_id, MAX_ID_CHARS)
+
+
+MAX_AMOUNT = Decimal(10) ** 12  # no order is worth a trillion; beyond it, a payload is broken
+
+
+def _check_text(name: str, text: str | None, limit: int) -> None:
+    """Text a database will store: no NUL, valid UTF-8 (no lone surrogates), within its column."""
+    if text is None:
+        return
+    if len(text) > limit or "\x00" in text:
+        raise ValueError(f"{name} is longer than {limit} characters or contains NUL")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} is not valid text") from None
 
 
 def _unique_refunds(refunds: frozenset[Refund]) -> frozenset[Refund]:
@@ -107,6 +134,12 @@ class OrderSnapshot:
         for name, value in (("order_id", self.order_id), ("customer_id", self.customer_id or "-")):
             if not 0 < len(value) <= MAX_ID_CHARS:
                 raise ValueError(f"{name} must be 1 to {MAX_ID_CHARS} characters")
+        texts = {"order_id": self.order_id, "customer_id": self.customer_id, "order_name": self.order_name}
+        for name, text in texts.items():
+            _check_text(name, text, MAX_ID_CHARS)
+        _check_text("customer_email", self.customer_email, 320)
+        if not self.total.is_finite() or self.total > MAX_AMOUNT:
+            raise ValueError(f"order {self.order_id} has an impossible total {self.total}")
         if self.total < 0:
             raise ValueError(f"order {self.order_id} has a negative total {self.total}")
         if self.updated_at.tzinfo is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from app.config import Settings, load_settings
@@ -38,6 +38,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         # with authentication, are a separate blueprint.
         app.register_blueprint(overview.bp)
     init_logging()
+
+    @app.before_request
+    def refuse_nul() -> ResponseReturnValue | None:
+        # No route accepts a NUL, and PostgreSQL refuses to store or compare one.
+        if "\x00" in request.path:
+            return jsonify(error="the path contains a NUL character"), 400
+        for key, value in request.args.items(multi=True):
+            if "\x00" in key or "\x00" in value:
+                return jsonify(error=f"query parameter '{key.replace(chr(0), '')}' contains a NUL character"), 400
+        return None
 
     @app.errorhandler(413)
     def too_large(_exc: Exception) -> ResponseReturnValue:

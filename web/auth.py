@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, jsonify, redirect, request, session
 from flask.typing import ResponseReturnValue
@@ -53,7 +54,8 @@ def shopify_callback() -> ResponseReturnValue:
         return _refuse(400, str(exc))
     expected = session.pop(_STATE_KEY, None) or {}
     # The nonce binds the callback to the browser that started the install (no login CSRF).
-    if not expected or not hmac.compare_digest(str(expected.get("state", "")), params.get("state", "")):
+    presented, wanted = params.get("state", "").encode(), str(expected.get("state", "")).encode()
+    if not expected or not hmac.compare_digest(wanted, presented):
         return _refuse(403, "state does not match this browser's install")
     if expected.get("shop") != shop:
         return _refuse(403, "the callback is for another shop than the install")
@@ -75,7 +77,13 @@ def shopify_callback() -> ResponseReturnValue:
 @bp.get("/shopify/patch-id-token")
 def shopify_patch_id_token() -> ResponseReturnValue:
     # shopifyapp copies ?shop= into the page's CSP frame-ancestors: only a Shopify shop may frame it.
-    if shop_domain(request.args.get("shop")) is None:
+    shop = shop_domain(request.args.get("shop"))
+    reload_to = request.args.get("shopify-reload", "")
+    if shop is None:
         return _refuse(400, "shop is missing or not a myshopify.com domain")
-    result = oauth.patch_id_token_page(services().settings, request.url, request.headers)  # type: ignore[arg-type]
+    if not reload_to.startswith("/") or reload_to.startswith("//") or any(c in reload_to for c in "\r\n\\"):
+        return _refuse(400, "shopify-reload must be a path of this app")
+    # shopifyapp copies ?shop= into the CSP header: give it the checked domain, never the raw value.
+    url = f"{request.base_url}?{urlencode({'shop': shop, 'shopify-reload': reload_to})}"
+    result = oauth.patch_id_token_page(services().settings, url, request.headers)  # type: ignore[arg-type]
     return Response(result.response.body, result.response.status, result.response.headers)

@@ -11,7 +11,6 @@ exchanged for an expiring offline access token, stored encrypted.
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, g, make_response, request
 from flask.typing import ResponseReturnValue
@@ -29,10 +28,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("embedded", __name__)
 
 
-def _host(url: object) -> str | None:
-    return shop_domain(urlsplit(str(url or "")).hostname)
-
-
 def _usable(settings: Settings, domain: str, credentials: dict[str, object]) -> bool:
     """Whether the stored token works or can still be renewed; if not, this load replaces it."""
     if not credentials.get("access_token"):
@@ -47,12 +42,16 @@ def _usable(settings: Settings, domain: str, credentials: dict[str, object]) -> 
 @bp.get("/app")
 def app_home() -> ResponseReturnValue:
     svc = services()
-    verified = oauth.verify_app_load(svc.settings, request.method, request.url, request.headers)  # type: ignore[arg-type]
+    try:
+        verified = oauth.verify_app_load(svc.settings, request.method, request.url, request.headers)  # type: ignore[arg-type]
+    except Exception:  # claims of the wrong types inside a correctly signed token: PyJWT raises
+        return Response("session token is not valid", 401)
     if not verified.ok:
         return Response(verified.response.body, verified.response.status, verified.response.headers)
     domain = f"{verified.shop}.myshopify.com"
     claims = verified.id_token.claims
-    if _host(claims.get("dest")) != domain or _host(claims.get("iss")) != domain:
+    # Exactly as Shopify issues them: dest is the shop, iss its admin (no paths, no look-alikes).
+    if claims.get("dest") != f"https://{domain}" or claims.get("iss") != f"https://{domain}/admin":
         return Response("session token names two different shops", 401)
     if request.args.get("shop") and shop_domain(request.args["shop"]) != domain:
         return Response("session token is for another shop", 401)

@@ -36,8 +36,17 @@ API_VERSION = "2026-07"
 
 
 def shop_domain(raw: str | None) -> str | None:
-    """The shop's myshopify domain, or None when `raw` is not one (ShopifyAPI's anchored check)."""
-    return sanitize_shop_domain(raw) if raw else None
+    """The shop's myshopify domain, or None when `raw` is not one (ShopifyAPI's anchored check,
+    plus what it leaves to us: ASCII only, a DNS label of at most 63 characters, no exceptions)."""
+    if not raw or not raw.isascii() or len(raw) > 255:
+        return None
+    try:
+        domain = sanitize_shop_domain(raw)
+    except ValueError:  # urllib: "Invalid IPv6 URL" and the like
+        return None
+    if domain is None or len(domain.split(".", 1)[0]) > 63:
+        return None
+    return str(domain)
 
 
 def _order(body: Any, shop: Shop) -> list[Event]:
@@ -173,8 +182,10 @@ class ShopifyConnector(Connector):
             body = raw_body.decode("utf-8")
             app = ShopifyApp("clawback", keys[0], keys[1] if len(keys) > 1 else None)
             result = app.verify_webhook_req({"method": "POST", "headers": dict(headers), "url": "", "body": body})
-        except (UnicodeDecodeError, TypeError, ValueError):
-            return False  # non-UTF-8 body or a non-ASCII signature: not Shopify's
+        except (UnicodeDecodeError, TypeError, ValueError, RecursionError):
+            # Non-UTF-8 body, non-ASCII signature, or JSON nested too deep for shopifyapp (it parses
+            # the body for its logs before checking the HMAC): not something Shopify sends.
+            return False
         return bool(result.ok)
 
     def identify(self, raw_body: bytes, headers: Mapping[str, str]) -> Delivery:
