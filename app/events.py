@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.snapshot import OrderSnapshot, Refund, Status
+from app.snapshot import MAX_ID_CHARS, OrderSnapshot, Refund, Status, check_text
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,19 @@ class CustomerDataRequested:
     request_id: str
     order_ids: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        for value in (self.customer_id, self.request_id, *self.order_ids):
+            check_text("id", value, MAX_ID_CHARS)
+
 
 @dataclass(frozen=True)
 class CustomerRedacted:
     customer_id: str
     order_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for value in (self.customer_id, *self.order_ids):
+            check_text("id", value, MAX_ID_CHARS)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,10 @@ def clean_tag(raw: str) -> str:
     tag = " ".join(raw.split())
     if not tag:
         raise ValueError("a tag cannot be empty")
+    try:
+        tag.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates (undecodable bytes on a command line)
+        raise ValueError("a tag must be valid text") from None
     if len(tag) > MAX_TAG_CHARS:
         raise ValueError(f"tag '{tag[:20]}…' is longer than {MAX_TAG_CHARS} characters")
     if "," in tag:

@@ -63,7 +63,7 @@ def normalize_tags(tags: str | list[str] | tuple[str, ...] | frozenset[str]) -> 
 def _storable_tag(tag: str) -> bool:
     """Tags we can store and compare; anything else cannot match a merchant's tag anyway."""
     try:
-        _check_text("tag", tag, 255)
+        check_text("tag", tag, 255)
     except ValueError:
         return False
     return True
@@ -81,13 +81,13 @@ class Refund:
             raise ValueError(f"refund {self.refund_id} has an impossible amount {self.amount}")
         if self.amount < 0:
             raise ValueError(f"refund {self.refund_id} has a negative amount {self.amount}")
-        _check_text("refund_id", self.refund_id, MAX_ID_CHARS)
+        check_text("refund_id", self.refund_id, MAX_ID_CHARS)
 
 
 MAX_AMOUNT = Decimal(10) ** 12  # no order is worth a trillion; beyond it, a payload is broken
 
 
-def _check_text(name: str, text: str | None, limit: int) -> None:
+def check_text(name: str, text: str | None, limit: int) -> None:
     """Text a database will store: no NUL, valid UTF-8 (no lone surrogates), within its column."""
     if text is None:
         return
@@ -136,8 +136,8 @@ class OrderSnapshot:
                 raise ValueError(f"{name} must be 1 to {MAX_ID_CHARS} characters")
         texts = {"order_id": self.order_id, "customer_id": self.customer_id, "order_name": self.order_name}
         for name, text in texts.items():
-            _check_text(name, text, MAX_ID_CHARS)
-        _check_text("customer_email", self.customer_email, 320)
+            check_text(name, text, MAX_ID_CHARS)
+        check_text("customer_email", self.customer_email, 320)
         if not self.total.is_finite() or self.total > MAX_AMOUNT:
             raise ValueError(f"order {self.order_id} has an impossible total {self.total}")
         if self.total < 0:

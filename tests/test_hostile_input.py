@@ -17,10 +17,10 @@ For every generated input:
     (with last_error) — never left 'received' by an unhandled error — the other shop's rows are
     untouched, and the ledger audit (`app.audit.violations`) stays empty.
 
-Bugs found by this sweep are pinned by the `test_bug_*` tests at the end (strict xfails). While
-they are open the sweeps recognise their exact signature (KNOWN_BUGS), count the hits, and go on;
-anything else fails. When a bug is fixed its xfail turns into a failure (XPASS strict): remove the
-mark and its entry in KNOWN_BUGS.
+Every bug this sweep found has a `test_bug_*` test at the end: a regression test once fixed, a
+strict xfail while open. The sweeps recognise the open ones by their exact signature (KNOWN_BUGS),
+count the hits, and go on; anything else fails. When an open bug is fixed its xfail turns into a
+failure (XPASS strict): remove the mark and its entry in KNOWN_BUGS.
 
 Inputs tried per endpoint are printed (stderr and a warning in the summary), recorded as junit
 properties, and merged across xdist workers into test-artifacts/hostile-inputs.txt.
@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import copy
 import fcntl
-import functools
 import hashlib
 import hmac
 import json
@@ -46,11 +45,11 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation, Overflow
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from unittest import mock
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import jwt
@@ -61,6 +60,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
+from sqlalchemy.exc import DataError
 from sqlmodel import select
 from werkzeug.test import TestResponse
 
@@ -113,6 +113,7 @@ def sweep_settings(examples: int) -> settings:
 
 TRIED: Counter[str] = Counter()
 KNOWN: Counter[str] = Counter()
+OUTCOMES: Counter[str] = Counter()  # how stored deliveries ended: processed, ignored, failed, received
 _RUN = uuid.uuid4().hex  # one per process; under xdist the controller's testrunuid is used
 
 
@@ -159,9 +160,9 @@ def _merge_into_artifact(run: str, tried: Counter[str], known: Counter[str]) -> 
 
 @pytest.fixture(autouse=True)
 def _count_inputs(request: pytest.FixtureRequest, record_property: Callable[[str, object], None]) -> Iterator[None]:
-    tried, known, start = Counter(TRIED), Counter(KNOWN), time.monotonic()
+    tried, known, outcomes, start = Counter(TRIED), Counter(KNOWN), Counter(OUTCOMES), time.monotonic()
     yield
-    new_tried, new_known = TRIED - tried, KNOWN - known
+    new_tried, new_known, new_outcomes = TRIED - tried, KNOWN - known, OUTCOMES - outcomes
     if not new_tried:
         return
     for name, count in sorted(new_tried.items()):
@@ -169,6 +170,8 @@ def _count_inputs(request: pytest.FixtureRequest, record_property: Callable[[str
     for name, count in sorted(new_known.items()):
         record_property(f"known_bug_hits[{name}]", count)
     line = ", ".join(f"{name}={count}" for name, count in sorted(new_tried.items()))
+    if new_outcomes:
+        line += "; stored deliveries ended " + ", ".join(f"{k}={v}" for k, v in sorted(new_outcomes.items()))
     if new_known:
         line += "; known bugs hit: " + ", ".join(f"{name}={count}" for name, count in sorted(new_known.items()))
     line += f" ({time.monotonic() - start:.1f}s)"
@@ -177,59 +180,34 @@ def _count_inputs(request: pytest.FixtureRequest, record_property: Callable[[str
     _merge_into_artifact(_run_id(request.config), new_tried, new_known)
 
 
-# --- bugs this sweep found, recognised by their exact signature while they are open ------------
+# --- bugs still open, recognised by their exact signature -----------------------------------------
 
+# Letters follow the report. A-C, E-L, N and P were found by this sweep and are fixed; their
+# test_bug_* tests below are regression tests. D and O (PostgreSQL only) are pinned by strict xfails
+# there; the sweeps recognise D by the error a stuck delivery records and O by its exception, count
+# them, and go on. M is a replay pattern the sweeps avoid (World.stuck). Anything else fails.
 KNOWN_BUGS: dict[str, str] = {
-    "A-amount-overflow": "an amount too large for Decimal/BIGINT leaves a signed delivery 'received' (retried)",
-    "B-non-string-email": "customer.email that is an object or a list leaves a signed delivery 'received'",
-    "C-lone-surrogate": "a lone surrogate (escaped in JSON) in an id, name or email leaves the delivery 'received'",
-    "D-pg-nul-or-too-long": "PostgreSQL: a NUL or an over-long id/name/email leaves the delivery 'received'",
-    "F-deep-json": "deeply nested JSON: RecursionError in shopifyapp's log redaction, before the HMAC check (500)",
-    "G-csp-raw-shop": "patch-id-token copies the raw ?shop= into its CSP header (500 on %0A, garbage header)",
-    "K-shop-domain-crash": "connectors.shopify.shop_domain raises ValueError on '[', ']' or NFKC look-alikes "
-    "('a／b'): a 500 on /webhooks/shopify (before the signature check), install, callback, patch-id-token, /app",
-    "J-long-shop-label": "shop_domain() accepts a 64+ character label; a genuinely signed install then 500s on the "
-    "redirect (werkzeug cannot IDNA-encode the host)",
-    "L-non-ascii-state": "callback: hmac.compare_digest on str raises TypeError for a non-ASCII state (a 500; "
-    "needs a genuine signature)",
-    "H-tiny-coin-value": "redeem.coin_value=1e-999999999 is accepted, then every refund of a redemption fails",
+    "D-amended-order-id": "refunds/create, fulfillment_events/create and returns/close use their order id unchecked "
+    "(OrderAmended has no check_text): a lone surrogate leaves the delivery 'received' on both databases, and on "
+    "PostgreSQL so does an id over 64 characters (the delivery's VARCHAR(64) order_ref) or with a NUL",
+    "M-replay-of-stuck-delivery": "SQLite: a replayed delivery still 'received' is re-enqueued while the request "
+    "holds a write transaction; with the inline queue processing waits out busy_timeout (30 s) twice",
+    "O-pg-huge-shop-id": "PostgreSQL: /shops/999999999999999 passes Flask's int converter and overflows the "
+    "INTEGER id in the query (DataError, a 500; the overview is not registered in production)",
 }
 
 
-def stuck_signature(last_error: str | None) -> str | None:
+AMENDMENT_TOPICS = ("refunds/create", "fulfillment_events/create", "returns/close")
+
+
+def stuck_signature(last_error: str | None, topic: str) -> str | None:
     """The known bug that explains a delivery left 'received', or None (a new bug)."""
     error = last_error or ""
-    if error.startswith(("InvalidOperation", "Overflow", "OverflowError")) or "NumericValueOutOfRange" in error:
-        return "A-amount-overflow"
-    if error.startswith("UnicodeEncodeError") and "surrogates not allowed" in error:
-        return "C-lone-surrogate"
-    if "ProgrammingError" in error and re.search(r"type '(dict|list)' is not supported|cannot adapt type", error):
-        return "B-non-string-email"
-    if ON_PG and re.search(r"NUL \(0x00\)|StringDataRightTruncation|value too long", error):
-        return "D-pg-nul-or-too-long"
+    unencodable = error.startswith("UnicodeEncodeError") and "surrogates not allowed" in error
+    too_long = ON_PG and re.search(r"StringDataRightTruncation|NUL \(0x00\)", error)
+    if topic.strip() in AMENDMENT_TOPICS and (unencodable or too_long):
+        return "D-amended-order-id"
     return None
-
-
-class Crashed(Exception):
-    """The request raised a known bug's exception (the server would answer 500)."""
-
-
-# Raised by urllib.parse inside ShopifyAPI's sanitize_shop_domain, i.e. by connectors.shopify.shop_domain
-SHOP_DOMAIN_CRASH = re.compile(
-    r"Invalid IPv6 URL|contains invalid characters under NFKC normalization|does not appear to be an IPv4 or IPv6 "
-    r"address|IPvFuture address is invalid|An IPv4 address cannot be in brackets"
-)
-
-
-def guarded(request: Callable[[], TestResponse]) -> TestResponse:
-    """Make the request; a known crash (bug K) is counted and raised as Crashed for the sweep."""
-    try:
-        return request()
-    except ValueError as exc:
-        if not SHOP_DOMAIN_CRASH.search(str(exc)):
-            raise
-        known("K-shop-domain-crash")
-        raise Crashed(str(exc)) from exc
 
 
 def known(bug: str) -> None:
@@ -274,51 +252,29 @@ ORDER_POOL = [1001, 1002, 1003, "1004", 115310627314723954]
 CUSTOMER_POOL = [501, 502, "503", 207119551]
 
 
+# fmt: off
 def order_body(order_id: Any = 1001, customer_id: Any = 501, status: str = "paid", at: str = T) -> dict[str, Any]:
+    """A compact orders/* payload with every field the translation reads, in Shopify's shapes."""
     return {
-        "id": order_id,
-        "name": f"#{order_id}",
-        "email": "buyer@example.com",
-        "currency": "USD",
-        "financial_status": status,
-        "fulfillment_status": None,
-        "cancelled_at": None,
-        "created_at": T,
-        "updated_at": at,
-        "tags": "vip, spring",
-        "total_price": "120.00",
-        "current_total_price": "100.00",
-        "total_price_set": money("120.00"),
-        "current_total_price_set": money("100.00"),
+        "id": order_id, "name": f"#{order_id}", "email": "buyer@example.com", "currency": "USD",
+        "financial_status": status, "fulfillment_status": None, "cancelled_at": None, "created_at": T, "updated_at": at,
+        "tags": "vip, spring", "total_price": "120.00", "current_total_price": "100.00",
+        "total_price_set": money("120.00"), "current_total_price_set": money("100.00"),
         "discount_codes": [{"code": "HOSTILE10", "amount": "10.00", "type": "fixed_amount"}],
         "customer": {"id": customer_id, "email": "c@example.com", "tags": "loyal"},
-        "refunds": [
-            {
-                "id": 9001,
-                "order_id": order_id,
-                "created_at": T,
-                "processed_at": T,
-                "transactions": [
-                    {"id": 1, "kind": "refund", "status": "success", "amount": "20.00", "currency": "USD"}
-                ],
-                "refund_line_items": [{"subtotal_set": money("20.00")}],
-            }
-        ],
-        "fulfillments": [{"shipment_status": "in_transit"}],
-        "returns": [{"status": "requested"}],
+        "refunds": [{"id": 9001, "order_id": order_id, "created_at": T, "processed_at": T,
+                     "transactions": [{"id": 1, "kind": "refund", "status": "success", "amount": "20.00",
+                                       "currency": "USD"}],
+                     "refund_line_items": [{"subtotal_set": money("20.00")}]}],
+        "fulfillments": [{"shipment_status": "in_transit"}], "returns": [{"status": "requested"}],
     }
 
 
 def refund_body(order_id: Any = 1001, refund_id: Any = 9002) -> dict[str, Any]:
     return {
-        "id": refund_id,
-        "order_id": order_id,
-        "created_at": T,
-        "processed_at": T,
+        "id": refund_id, "order_id": order_id, "created_at": T, "processed_at": T,
         "transactions": [{"id": 2, "kind": "refund", "status": "success", "amount": "5.00", "currency": "USD"}],
-        "refund_line_items": [{"subtotal_set": money("5.00")}],
-        "refund_shipping_lines": [],
-        "order_adjustments": [],
+        "refund_line_items": [{"subtotal_set": money("5.00")}], "refund_shipping_lines": [], "order_adjustments": [],
     }
 
 
@@ -327,104 +283,52 @@ def _fixture(name: str) -> dict[str, Any]:
 
 
 CANNED_ORDER = _fixture("orders_cancelled")
+# The other topics' payloads, given an order id and a customer id from the pools.
 BASES: dict[str, Callable[[Any, Any], dict[str, Any]]] = {
     "refunds/create": lambda order, customer: refund_body(order),
-    "fulfillment_events/create": lambda order, customer: {
-        "id": 1,
-        "order_id": order,
-        "status": "delivered",
-        "happened_at": T,
-        "created_at": T,
-    },
+    "fulfillment_events/create": lambda order, customer: {"id": 1, "order_id": order, "status": "delivered",
+                                                          "happened_at": T, "created_at": T},
     "returns/close": lambda order, customer: {"id": 1, "status": "closed", "order": {"id": order}, "updated_at": T},
     "app/uninstalled": lambda order, customer: _fixture("app_uninstalled"),
     "customers/data_request": lambda order, customer: {
-        "shop_id": 1,
-        "shop_domain": SHOP,
-        "customer": {"id": customer, "email": "c@example.com"},
-        "orders_requested": [order],
-        "data_request": {"id": 9999},
-    },
+        "shop_id": 1, "shop_domain": SHOP, "customer": {"id": customer, "email": "c@example.com"},
+        "orders_requested": [order], "data_request": {"id": 9999}},
     "customers/redact": lambda order, customer: {
-        "shop_id": 1,
-        "shop_domain": SHOP,
-        "customer": {"id": customer},
-        "orders_to_redact": [order],
-    },
+        "shop_id": 1, "shop_domain": SHOP, "customer": {"id": customer}, "orders_to_redact": [order]},
     "shop/redact": lambda order, customer: {"shop_id": 1, "shop_domain": SHOP},
     "orders/edited": lambda order, customer: _fixture("orders_edited"),
 }
-# Where the content matters (paths are tuples of keys and list indexes); other paths are hit too.
+# Where the content matters (paths of keys and list indexes); three mutations in four land here.
 FOCUS: dict[str, list[tuple[Any, ...]]] = {
     "order": [
-        ("id",),
-        ("name",),
-        ("email",),
-        ("currency",),
-        ("financial_status",),
-        ("fulfillment_status",),
-        ("cancelled_at",),
-        ("updated_at",),
-        ("created_at",),
-        ("tags",),
-        ("total_price",),
-        ("current_total_price",),
-        ("current_total_price_set",),
-        ("current_total_price_set", "shop_money"),
-        ("current_total_price_set", "shop_money", "amount"),
-        ("total_price_set", "shop_money", "amount"),
-        ("total_price_set", "presentment_money", "amount"),
-        ("total_price_set",),
-        ("discount_codes",),
-        ("discount_codes", 0),
-        ("discount_codes", 0, "code"),
-        ("customer",),
-        ("customer", "id"),
-        ("customer", "email"),
-        ("customer", "tags"),
-        ("refunds",),
-        ("refunds", 0),
-        ("refunds", 0, "id"),
-        ("refunds", 0, "transactions"),
-        ("refunds", 0, "transactions", 0, "amount"),
-        ("refunds", 0, "transactions", 0, "kind"),
-        ("refunds", 0, "transactions", 0, "status"),
-        ("fulfillments",),
-        ("fulfillments", 0),
-        ("fulfillments", 0, "shipment_status"),
-        ("returns",),
-        ("returns", 0, "status"),
+        ("id",), ("name",), ("email",), ("currency",), ("financial_status",), ("fulfillment_status",),
+        ("cancelled_at",), ("updated_at",), ("created_at",), ("tags",), ("total_price",), ("current_total_price",),
+        ("current_total_price_set",), ("current_total_price_set", "shop_money"),
+        ("current_total_price_set", "shop_money", "amount"), ("total_price_set",),
+        ("total_price_set", "shop_money", "amount"), ("total_price_set", "presentment_money", "amount"),
+        ("discount_codes",), ("discount_codes", 0), ("discount_codes", 0, "code"), ("customer",), ("customer", "id"),
+        ("customer", "email"), ("customer", "tags"), ("refunds",), ("refunds", 0), ("refunds", 0, "id"),
+        ("refunds", 0, "transactions"), ("refunds", 0, "transactions", 0, "amount"),
+        ("refunds", 0, "transactions", 0, "kind"), ("refunds", 0, "transactions", 0, "status"), ("fulfillments",),
+        ("fulfillments", 0), ("fulfillments", 0, "shipment_status"), ("returns",), ("returns", 0, "status"),
     ],
     "refunds/create": [
-        ("id",),
-        ("order_id",),
-        ("processed_at",),
-        ("created_at",),
-        ("transactions",),
-        ("transactions", 0, "amount"),
-        ("transactions", 0, "currency"),
-        ("transactions", 0),
-        ("refund_line_items",),
-        ("refund_line_items", 0, "subtotal_set"),
-        ("refund_line_items", 0, "subtotal_set", "shop_money", "amount"),
-        ("refund_line_items", 0, "subtotal_set", "presentment_money", "amount"),
-        ("refund_shipping_lines",),
+        ("id",), ("order_id",), ("processed_at",), ("created_at",), ("transactions",), ("transactions", 0),
+        ("transactions", 0, "amount"), ("transactions", 0, "currency"), ("refund_line_items",),
+        ("refund_line_items", 0, "subtotal_set"), ("refund_line_items", 0, "subtotal_set", "shop_money", "amount"),
+        ("refund_line_items", 0, "subtotal_set", "presentment_money", "amount"), ("refund_shipping_lines",),
         ("order_adjustments",),
     ],
     "fulfillment_events/create": [("order_id",), ("status",), ("happened_at",), ("created_at",)],
     "returns/close": [("order",), ("order", "id"), ("status",), ("updated_at",)],
-    "customers/data_request": [
-        ("customer",),
-        ("customer", "id"),
-        ("data_request",),
-        ("data_request", "id"),
-        ("orders_requested",),
-    ],
+    "customers/data_request": [("customer",), ("customer", "id"), ("data_request",), ("data_request", "id"),
+                               ("orders_requested",)],
     "customers/redact": [("customer",), ("customer", "id"), ("orders_to_redact",), ("orders_to_redact", 0)],
     "shop/redact": [("shop_domain",), ("shop_id",)],
     "app/uninstalled": [("id",), ("domain",), ("myshopify_domain",)],
     "orders/edited": [("order_edit",), ("order_edit", "order_id")],
 }
+# fmt: on
 
 
 def paths_of(node: Any, prefix: tuple[Any, ...] = (), depth: int = 0) -> Iterator[tuple[Any, ...]]:
@@ -472,197 +376,55 @@ def mutate(body: Any, path: tuple[Any, ...], op: str, value: Any) -> Any:
 SPECIAL_CHARS = ["\x00", "\u200f", "\u202e", "\u2066", "\u2028", "\ufeff", "\ud800", "\udfff", "\udc80", "\uffff",
                  "\x85", "é", "𝔘", "\t", "\n", '"', "\\", "'", "\u0301"]
 FRAGMENTS = ["<script>alert(1)</script>", "%00", "../", "${jndi:x}", "{{7*7}}", "ΩΩΩ", "\u202eevil", "' OR 1=1 --"]
-# fmt: on
-CHARS = st.characters(exclude_categories=()) | st.sampled_from(SPECIAL_CHARS)
+CHARS = st.characters(exclude_categories=()) | st.sampled_from(SPECIAL_CHARS)  # surrogates included
 TEXT = st.text(CHARS, max_size=30) | st.lists(CHARS | st.sampled_from(FRAGMENTS), max_size=8).map("".join)
-LONG_TEXT = st.builds(
-    lambda unit, n: unit * n,
-    st.sampled_from(["x", "é", "\u202e", "\x00", "9", "\ud800", "🙂"]),
-    st.integers(65, 20_000),
-)
+LONG_TEXT = st.builds(lambda unit, n: unit * n, st.sampled_from(["x", "é", "\u202e", "\x00", "9", "\ud800", "🙂"]),
+                      st.integers(65, 20_000))
 NUMERIC_STRINGS = st.one_of(
-    st.sampled_from(
-        [
-            "1e400",
-            "-1e400",
-            "1e-400",
-            "NaN",
-            "nan",
-            "-NaN",
-            "sNaN",
-            "Infinity",
-            "-Infinity",
-            "inf",
-            "-0",
-            "0",
-            "-1",
-            "-0.01",
-            "-99999999.99",
-            "0.001",
-            "1" + "0" * 49,
-            "9" * 50,
-            "0." + "0" * 48 + "1",
-            "1,000.00",
-            "١٢٣",
-            "0x10",
-            "1_000",
-            " 12 ",
-            "",
-            "12abc",
-            "1e18",
-            "9223372036854775808",
-            "1E+4000",
-            "1e-4000",
-            "10.00 USD",
-            "+5",
-            ".5",
-            "5.",
-            "1e",
-            "--1",
-        ]
-    ),
+    st.sampled_from(["1e400", "-1e400", "1e-400", "NaN", "nan", "-NaN", "sNaN", "Infinity", "-Infinity", "inf", "-0",
+                     "0", "-1", "-0.01", "-99999999.99", "0.001", "1" + "0" * 49, "9" * 50, "0." + "0" * 48 + "1",
+                     "1,000.00", "١٢٣", "0x10", "1_000", " 12 ", "", "12abc", "1e18", "9223372036854775808", "1E+4000",
+                     "1e-4000", "10.00 USD", "+5", ".5", "5.", "1e", "--1"]),
     st.decimals(allow_nan=True, allow_infinity=True).map(str),
     st.integers(-(10**60), 10**60).map(str),
 )
-RAW_NUMBERS = st.sampled_from(
-    [
-        "1e400",
-        "-1e400",
-        "1e-400",
-        "NaN",
-        "Infinity",
-        "-Infinity",
-        "-0",
-        "1" + "0" * 49,
-        "-" + "9" * 50,
-        "1.5e308",
-        "123456789012345678901234567890.123",
-        "9223372036854775808",
-        "0.0000000000000000000000001",
-        "1" * 4400,
-    ]
-).map(Raw)
-TIMESTAMPS = st.sampled_from(
-    [
-        "0001-01-01T00:00:00+23:59",
-        "9999-12-31T23:59:59-23:59",
-        "2026-02-30T00:00:00Z",
-        "",
-        "Z",
-        "2026-11-01T12:00:00.000000000Z",
-        "2026-11-01",
-        "yesterday",
-        "2026-11-01T25:00:00Z",
-        "+275760-09-13T00:00:00Z",
-        "2026-11-01T12:00:00\u202eZ",
-        "2026-W44-7",
-        "1762000000",
-        "2026-11-01T12:00:00+99:00",
-        "2026-11-01 12:00:00",
-    ]
-)
-HOSTILE_SHOPS = st.sampled_from(
-    [
-        "[",
-        "x.myshopify.com]",
-        "a\uff0fb",
-        "evil\uff03.myshopify.com",
-        "evil.com",
-        "../",
-        "../../etc/passwd",
-        "x.myshopify.com@evil.com",
-        "javascript:alert(1)",
-        "x.myshopify.com.evil.com",
-        "https://x.myshopify.com",
-        "X.MYSHOPIFY.COM",
-        "ab",
-        "",
-        " ",
-        "x.myshopify.com/",
-        "x.myshopify.com:443",
-        "x.myshopify.com#evil.com",
-        "evil.com?.myshopify.com",
-        "evil.com\\.myshopify.com",
-        "-x.myshopify.com",
-        "x..myshopify.com",
-        "\u202ex.myshopify.com",
-        "x" * 300 + ".myshopify.com",
-        "xn--80ak6aa92e.myshopify.com",
-        "x.myshopify.com\x00.evil.com",
-        "myshopify.com",
-        ".myshopify.com",
-        "x.myshopify.co",
-        "x.myshopify.com.",
-        "data:text/html,<script>alert(1)</script>",
-        "x.myshopify.com evil.com",
-        "*.myshopify.com",
-        SHOP,
-        OTHER,
-    ]
-)
-TAGS = st.builds(
-    lambda tag, n: ", ".join(f"{tag}{i}" for i in range(n)), st.text(CHARS, max_size=40), st.integers(0, 3000)
-)
-LEAF = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),
-    st.integers(-(10**40), 10**40),
-    st.floats(),
-    RAW_NUMBERS,
-    NUMERIC_STRINGS,
-    TEXT,
-    LONG_TEXT,
-    TIMESTAMPS,
-    HOSTILE_SHOPS,
-    st.sampled_from(CUSTOMER_POOL + ORDER_POOL),
-    TAGS,
-)
-VALUE = st.recursive(
-    LEAF, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=8
-)
+RAW_NUMBERS = st.sampled_from(["1e400", "-1e400", "1e-400", "NaN", "Infinity", "-Infinity", "-0", "1" + "0" * 49,
+                               "-" + "9" * 50, "1.5e308", "123456789012345678901234567890.123", "9223372036854775808",
+                               "0.0000000000000000000000001", "1" * 4400]).map(Raw)
+TIMESTAMPS = st.sampled_from(["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59", "2026-02-30T00:00:00Z", "", "Z",
+                              "2026-11-01T12:00:00.000000000Z", "2026-11-01", "yesterday", "2026-11-01T25:00:00Z",
+                              "+275760-09-13T00:00:00Z", "2026-11-01T12:00:00\u202eZ", "2026-W44-7", "1762000000",
+                              "2026-11-01T12:00:00+99:00", "2026-11-01 12:00:00"])
+HOSTILE_SHOPS = st.sampled_from([
+    "[", "x.myshopify.com]", "a\uff0fb", "evil\uff03.myshopify.com", "evil.com", "../", "../../etc/passwd",
+    "x.myshopify.com@evil.com", "javascript:alert(1)", "x.myshopify.com.evil.com", "https://x.myshopify.com",
+    "X.MYSHOPIFY.COM", "ab", "", " ", "x.myshopify.com/", "x.myshopify.com:443", "x.myshopify.com#evil.com",
+    "evil.com?.myshopify.com", "evil.com\\.myshopify.com", "-x.myshopify.com", "x..myshopify.com",
+    "\u202ex.myshopify.com", "x" * 300 + ".myshopify.com", "xn--80ak6aa92e.myshopify.com",
+    "x.myshopify.com\x00.evil.com", "myshopify.com", ".myshopify.com", "x.myshopify.co", "x.myshopify.com.",
+    "data:text/html,<script>alert(1)</script>", "x.myshopify.com evil.com", "*.myshopify.com", SHOP, OTHER,
+])
+TAGS = st.builds(lambda tag, n: ", ".join(f"{tag}{i}" for i in range(n)), st.text(CHARS, max_size=40),
+                 st.integers(0, 3000))  # thousands of tags, long tags
+LEAF = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-(10**40), 10**40), st.floats(), RAW_NUMBERS,
+                 NUMERIC_STRINGS, TEXT, LONG_TEXT, TIMESTAMPS, HOSTILE_SHOPS,
+                 st.sampled_from(CUSTOMER_POOL + ORDER_POOL), TAGS)
+VALUE = st.recursive(LEAF, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+                     max_leaves=8)
 RAW_BODIES = st.one_of(
     st.binary(max_size=300),
-    st.sampled_from(
-        [
-            b"",
-            b"null",
-            b"[]",
-            b"[1,2,3]",
-            b"42",
-            b'"order"',
-            b"true",
-            b"{",
-            b'{"id": 1',
-            b'{"id": 1}}',
-            b'{"id":1,"id":null}',
-            b"\xef\xbb\xbf{}",
-            b'{"id": 1}\x00',
-            b"{'id': 1}",
-            b'{"id": NaN}',
-            b'{"id": 1e400}',
-            b"\xff\xfe{\x00}\x00",
-            b'{"customer": {"id": "\\ud800"}}',
-            b"\x00" * 64,
-            b'{"a":"\xed\xa0\x80"}',
-            b'{"id": 1, "customer": {"id": 1}, "\\u0000": 1}',
-        ]
-    ),
-    st.integers(10, 400).map(lambda n: b"[" * n + b"]" * n),  # deep, but within the parser's recursion limit
+    st.sampled_from([b"", b"null", b"[]", b"[1,2,3]", b"42", b'"order"', b"true", b"{", b'{"id": 1', b'{"id": 1}}',
+                     b'{"id":1,"id":null}', b"\xef\xbb\xbf{}", b'{"id": 1}\x00', b"{'id': 1}", b'{"id": NaN}',
+                     b'{"id": 1e400}', b"\xff\xfe{\x00}\x00", b'{"customer": {"id": "\\ud800"}}', b"\x00" * 64,
+                     b'{"a":"\xed\xa0\x80"}', b'{"id": 1, "customer": {"id": 1}, "\\u0000": 1}']),
+    st.integers(10, 400).map(lambda n: b"[" * n + b"]" * n),  # deep, within the parser's recursion limit
     VALUE.map(lambda v: to_json(v).encode()),
 )
 DEEP_BODY = b'{"id": 1, "note": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # bug F
-
-
-IDS = st.one_of(
-    st.sampled_from(ORDER_POOL + CUSTOMER_POOL),
-    st.integers(-(10**30), 10**30),
-    TEXT,
-    LONG_TEXT,
-    RAW_NUMBERS,
-    st.sampled_from(["", " ", "0", "-1", "null", "1e400", "../1001", "1001\x00", "\ud800"]),
-)
+IDS = st.one_of(st.sampled_from(ORDER_POOL + CUSTOMER_POOL), st.integers(-(10**30), 10**30), TEXT, LONG_TEXT,
+                RAW_NUMBERS, st.sampled_from(["", " ", "0", "-1", "null", "1e400", "../1001", "1001\x00", "\ud800"]))
 AMOUNTS = st.one_of(NUMERIC_STRINGS, RAW_NUMBERS, st.integers(-(10**30), 10**30), st.floats())
+# fmt: on
 
 
 def value_for(path: tuple[Any, ...]) -> st.SearchStrategy[Any]:
@@ -689,11 +451,8 @@ def signed_body(draw: st.DrawFn, topic: str) -> bytes:
     order, customer = draw(st.sampled_from(ORDER_POOL)), draw(st.sampled_from(CUSTOMER_POOL))
     if topic.startswith("orders/") and topic != "orders/edited":
         if draw(st.integers(0, 3)):  # mostly the compact order; sometimes Shopify's full canned one
-            body: Any = order_body(
-                order,
-                customer,
-                draw(st.sampled_from(["paid", "pending", "refunded", "voided", "partially_refunded", "weird"])),
-            )
+            status = draw(st.sampled_from(["paid", "pending", "refunded", "voided", "partially_refunded", "weird"]))
+            body: Any = order_body(order, customer, status)
         else:
             body = copy.deepcopy(CANNED_ORDER) | {"id": order, "financial_status": "paid", "cancelled_at": None}
         focus = FOCUS["order"]
@@ -702,8 +461,10 @@ def signed_body(draw: st.DrawFn, topic: str) -> bytes:
         focus = FOCUS.get(topic, [])
     for _ in range(draw(st.integers(1, 4))):
         present = [p for p in focus if has_path(body, p)]
-        path = draw(st.sampled_from(present)) if present and draw(st.integers(0, 3)) else draw(st.sampled_from(
-            list(paths_of(body))))  # fmt: skip
+        if present and draw(st.integers(0, 3)):
+            path = draw(st.sampled_from(present))
+        else:
+            path = draw(st.sampled_from(list(paths_of(body))))
         op = draw(st.sampled_from(["set", "set", "set", "set", "delete", "wrap"]))
         if op == "delete" and not path:
             op = "wrap"
@@ -713,12 +474,12 @@ def signed_body(draw: st.DrawFn, topic: str) -> bytes:
     return to_json(body, ascii_only=draw(st.booleans())).encode("utf-8")
 
 
+ANY_BODY = st.one_of(signed_body("orders/paid"), RAW_BODIES)
+
+
 def as_header_value(value: str) -> str:
     """`value` as a WSGI server would pass it on: UTF-8 bytes read as latin-1, control characters gone."""
     return re.sub(r"[\x00-\x08\x0a-\x1f\x7f]", "", value.encode("utf-8", "replace").decode("latin-1"))
-
-
-ANY_BODY = st.one_of(signed_body("orders/paid"), RAW_BODIES)
 
 
 def latin1_text(max_size: int = 60) -> st.SearchStrategy[str]:
@@ -729,36 +490,20 @@ def latin1_text(max_size: int = 60) -> st.SearchStrategy[str]:
 
 
 def forged_signatures(body: bytes) -> st.SearchStrategy[str]:
+    """Signatures that are not the body's: random base64 and hex, empty, the right HMAC in hex or
+    truncated, HMACs of a different body or under another secret, two values joined, non-ASCII."""
     real = sign(body)
     digest = hmac.new(SHOPIFY_API_SECRET.encode(), body, hashlib.sha256)
     flipped = real[:-3] + ("A" if real[-3] != "A" else "B") + real[-2:]
-    fixed = [
-        "",
-        " ",
-        "=",
-        digest.hexdigest(),
-        digest.hexdigest().upper(),
-        flipped,
-        sign(body + b"\n"),
-        sign(b" " + body),
-        sign(body, "not-the-app-secret"),
-        sign(body, ""),
-        sign(body, SHOPIFY_API_SECRET + " "),
-        sign(b""),
-        base64.b64encode(digest.digest()[:16]).decode(),
-        real + "A",
-        real[:-1],
-        f"sha256={real}",
-        f"{flipped}, {real}",
-        f"{flipped},{real}",
-        "é" * 44,
-        "\xa0" + flipped,
-        real.lower() if real.lower() != real else real.upper(),
-        base64.b64encode(hmac.new(SHOPIFY_API_SECRET.encode(), body, hashlib.sha1).digest()).decode(),
-    ]
-    fixed = [value for value in fixed if value != real]
+    # fmt: off
+    fixed = ["", " ", "=", digest.hexdigest(), digest.hexdigest().upper(), flipped, sign(body + b"\n"),
+             sign(b" " + body), sign(body, "not-the-app-secret"), sign(body, ""), sign(body, SHOPIFY_API_SECRET + " "),
+             sign(b""), base64.b64encode(digest.digest()[:16]).decode(), real + "A", real[:-1], f"sha256={real}",
+             f"{flipped}, {real}", f"{flipped},{real}", "é" * 44, "\xa0" + flipped, real.swapcase(),
+             base64.b64encode(hmac.new(SHOPIFY_API_SECRET.encode(), body, hashlib.sha1).digest()).decode()]
+    # fmt: on
     return st.one_of(
-        st.sampled_from(fixed),
+        st.sampled_from([value for value in fixed if value != real]),
         st.binary(min_size=32, max_size=32).map(lambda b: base64.b64encode(b).decode()),
         st.binary(min_size=0, max_size=64).map(lambda b: b.hex()),
         latin1_text(),
@@ -767,16 +512,8 @@ def forged_signatures(body: bytes) -> st.SearchStrategy[str]:
 
 # --- our side ----------------------------------------------------------------------------------
 
-TABLES = (
-    "customers",
-    "orders",
-    "awards",
-    "redemptions",
-    "ledger_entries",
-    "webhook_deliveries",
-    "writebacks",
-    "data_exports",
-)
+TABLES = ("customers", "orders", "awards", "redemptions", "ledger_entries", "webhook_deliveries", "writebacks",
+          "data_exports")  # fmt: skip
 _AGGREGATES = {
     "customers": "count(*), sum(available_coins), sum(pending_coins), sum(shortfall_coins), count(email), "
     "count(flagged_at), max(id)",
@@ -829,22 +566,11 @@ class World:
     network: list[str]
     shop_ids: dict[str, int] = field(default_factory=dict)
     used_ids: set[tuple[int, str]] = field(default_factory=set)
+    # Deliveries a known bug left 'received'. Not replayed: the duplicate path re-enqueues them while
+    # the request's SQLite transaction (BEGIN IMMEDIATE, for a SELECT) holds the write lock, and the
+    # inline test queue then waits out busy_timeout twice (60 s): KNOWN_BUGS['M-...'].
+    stuck: set[tuple[int, str]] = field(default_factory=set)
     seen_logs: int = 0
-    before: dict[str, Any] = field(default_factory=dict)
-
-    def survives_known_crashes(self, example: Callable[..., None]) -> Callable[..., None]:
-        """Run one example; when a request hit a known crash (Crashed), check it wrote nothing."""
-
-        @functools.wraps(example)
-        def run(*args: Any, **kwargs: Any) -> None:
-            self.before = fingerprint(self.db)
-            try:
-                example(*args, **kwargs)
-            except Crashed:
-                assert fingerprint(self.db) == self.before, "a request that crashed wrote to the database"
-                self.check_logs_and_network("a request that crashed")
-
-        return run
 
     # -- shops --
 
@@ -863,6 +589,7 @@ class World:
                     )
                     # SQLite may hand an erased shop's id to the new one: its deliveries are gone.
                     self.used_ids = {used for used in self.used_ids if used[0] != found.id}
+                    self.stuck = {used for used in self.stuck if used[0] != found.id}
                 assert found.id is not None
                 self.shop_ids[domain] = found.id
 
@@ -905,11 +632,10 @@ class World:
             headers.append(("X-Shopify-Shop-Domain", shop))
         names = {name.lower() for name, _ in extra}
         headers = [(name, value) for name, value in headers if name.lower() not in names] + list(extra)
-        return guarded(lambda: self.client.post(f"/webhooks/{platform}", data=body, headers=headers))
+        return self.client.post(f"/webhooks/{platform}", data=body, headers=headers)
 
     def get(self, path: str, query: Any = None, headers: Any = None, client: FlaskClient | None = None) -> TestResponse:
-        return guarded(lambda: (client or self.client).get(path, query_string=query, headers=headers or {},
-                                                           base_url=BASE_URL))  # fmt: skip
+        return (client or self.client).get(path, query_string=query, headers=headers or {}, base_url=BASE_URL)
 
     # -- checks --
 
@@ -961,15 +687,20 @@ class World:
             assert topic.strip() == "shop/redact", f"{where}: accepted but not stored"
             return
         note(f"stored delivery: status={row.status} last_error={(row.last_error or '')[:300]!r}")
+        OUTCOMES[row.status] += 1
         if row.status == "failed":
             assert row.last_error and row.last_error.strip(), f"{where}: failed without last_error"
             return
         if row.status in ("processed", "ignored"):
             return
         assert row.status == "received", f"{where}: unexpected status {row.status}"
-        bug = stuck_signature(row.last_error)
+        bug = stuck_signature(row.last_error, topic)
         assert bug is not None, f"{where}: processing raised an unhandled error: {row.last_error}"
         known(bug)
+        self.stuck.add((shop_id, webhook_id.strip()[:200]))
+
+    def fresh_if_stuck(self, shop_id: int | None, webhook_id: str) -> str:
+        return str(uuid.uuid4()) if (shop_id, webhook_id.strip()) in self.stuck else webhook_id
 
 
 @pytest.fixture
@@ -1018,6 +749,18 @@ def shop_of(raw: str | None) -> str | None:
         return None
 
 
+def has_nul(*parts: Any) -> bool:
+    """A NUL in a path or a query (keys or values): the app refuses those with 400 before routing."""
+    for part in parts:
+        if isinstance(part, str) and "\x00" in part:
+            return True
+        if isinstance(part, Mapping) and has_nul(*part.keys(), *part.values()):
+            return True
+        if isinstance(part, list | tuple) and has_nul(*part):
+            return True
+    return False
+
+
 def is_platform(name: str) -> bool:
     try:
         connectors.get(name)
@@ -1033,8 +776,9 @@ def expected_for_signed(body: bytes, limit: int) -> int | None:
     """What a validly signed body gets before any header is looked at: 413, 401, or None (go on).
 
     shopifyapp's verify_webhook_req json-parses the body (to redact it for its log) before it checks
-    the HMAC: a body that is not UTF-8, or holds an integer literal over Python's 4,300-digit limit,
-    is answered 401 although its signature is right. A refusal, so acceptable."""
+    the HMAC: a body that is not UTF-8, holds an integer literal over Python's 4,300-digit limit or
+    nests deeper than the parser recurses is answered 401 although its signature is right. A
+    refusal, so acceptable: nothing is stored."""
     if len(body) > limit:
         return 413
     try:
@@ -1043,7 +787,7 @@ def expected_for_signed(body: bytes, limit: int) -> int | None:
         return 401
     except json.JSONDecodeError:
         return None
-    except ValueError:
+    except (ValueError, RecursionError):  # too many digits, or nested too deep for shopifyapp's parse
         return 401
     return None
 
@@ -1054,7 +798,6 @@ def test_forged_webhooks_are_refused_and_store_nothing(world: World) -> None:
 
     @sweep_settings(220)
     @given(data=st.data())
-    @world.survives_known_crashes
     def sweep(data: st.DataObject) -> None:
         body = data.draw(ANY_BODY, label="body")
         signature = data.draw(st.none() | forged_signatures(body), label="signature")  # None: header left out
@@ -1063,7 +806,7 @@ def test_forged_webhooks_are_refused_and_store_nothing(world: World) -> None:
         )
         topic = data.draw(st.sampled_from([*TOPICS, None, "", "x" * 500]), label="topic")
         webhook_id = data.draw(st.sampled_from(["replay-1", "replay-2", "", " "]) | st.uuids().map(str))
-        before = world.before = fingerprint(world.db)
+        before = fingerprint(world.db)
         if signature is None:  # no signature header at all
             headers = [
                 ("X-Shopify-Topic", topic or ""),
@@ -1071,7 +814,7 @@ def test_forged_webhooks_are_refused_and_store_nothing(world: World) -> None:
                 ("X-Shopify-Webhook-Id", webhook_id),
                 ("Content-Type", "application/json"),
             ]
-            response = guarded(lambda: world.client.post("/webhooks/shopify", data=body, headers=headers))
+            response = world.client.post("/webhooks/shopify", data=body, headers=headers)
         else:
             response = world.deliver(topic, body, shop=shop, webhook_id=webhook_id, signature=signature)
         TRIED["POST /webhooks/shopify (forged)"] += 1
@@ -1090,33 +833,16 @@ def test_unknown_platforms_and_methods_are_refused(world: World) -> None:
 
     @sweep_settings(100)
     @given(data=st.data())
-    @world.survives_known_crashes
     def sweep(data: st.DataObject) -> None:
-        platform = data.draw(
-            st.sampled_from(
-                [
-                    "SHOPIFY",
-                    "Shopify",
-                    "shopify ",
-                    "woocommerce",
-                    "fynd",
-                    "demo",
-                    "..",
-                    "shopify%00",
-                    "%2e%2e",
-                    "shopify.json",
-                ]
-            )
-            | segment,
-            label="platform",
-        )
+        platforms = ["SHOPIFY", "Shopify", "shopify ", "woocommerce", "fynd", "demo", "..", "shopify%00", "%2e%2e"]
+        platform = data.draw(st.sampled_from(platforms) | segment, label="platform")
         assume(not is_platform(platform))  # connectors are being added (fynd): ask the registry
         body = data.draw(ANY_BODY, label="body")
-        before = world.before = fingerprint(world.db)
+        before = fingerprint(world.db)
         TRIED["POST /webhooks/<unknown>"] += 1
         response = world.deliver("orders/paid", body, platform=platform)
         world.check_answer(response, f"/webhooks/{platform}")
-        assert response.status_code == 404, response.get_data(as_text=True)
+        assert response.status_code == (400 if has_nul(unquote(platform)) else 404), response.get_data(as_text=True)
         method = data.draw(st.sampled_from(["GET", "PUT", "DELETE", "PATCH"]), label="method")
         TRIED["POST /webhooks/<unknown>"] += 1
         other = world.client.open("/webhooks/shopify", method=method, data=body)
@@ -1148,26 +874,11 @@ def test_signed_webhooks_with_hostile_headers(world: World) -> None:
     shops = (
         st.sampled_from([SHOP, SHOP, OTHER, STRANGER, "CLAWBACK-TEST.MYSHOPIFY.COM", " " + SHOP, None]) | HOSTILE_SHOPS
     ).filter(lambda s: s is None or "\x00" not in s)
-    extra_headers = st.lists(
-        st.tuples(
-            st.sampled_from(
-                [
-                    "X-Shopify-Event-Id",
-                    "X-Evil",
-                    "User-Agent",
-                    "X-Forwarded-For",
-                    "Content-Type",
-                    "X-Shopify-API-Version",
-                ]
-            ),
-            latin1_text(200),
-        ),
-        max_size=4,
-    )
+    names = ["X-Shopify-Event-Id", "X-Evil", "User-Agent", "X-Forwarded-For", "Content-Type", "X-Shopify-API-Version"]
+    extra_headers = st.lists(st.tuples(st.sampled_from(names), latin1_text(200)), max_size=4)
 
     @sweep_settings(200)
     @given(data=st.data())
-    @world.survives_known_crashes
     def sweep(data: st.DataObject) -> None:
         world.ensure_shops()
         topic = data.draw(st.none() | topics, label="topic")
@@ -1183,8 +894,9 @@ def test_signed_webhooks_with_hostile_headers(world: World) -> None:
         ).encode()
         domain = shop_of(shop)
         shop_id = world.shop_ids.get(domain or "")
+        webhook_id = world.fresh_if_stuck(shop_id, webhook_id)
         installed_other = {d: fingerprint(world.db, i) for d, i in world.shop_ids.items() if i != shop_id}
-        before = world.before = fingerprint(world.db)
+        before = fingerprint(world.db)
         stripped_id, stripped_topic = webhook_id.strip(), (topic or "").strip()
         if (
             domain is None
@@ -1230,24 +942,22 @@ def test_signed_hostile_bodies_settle_for_every_topic(world: World, topic: str) 
     world.seed()
     limit = world.app.config["MAX_CONTENT_LENGTH"]
 
+    bodies = signed_body(topic)
+
     @sweep_settings(50)
     @given(data=st.data())
-    @world.survives_known_crashes
     def sweep(data: st.DataObject) -> None:
         world.ensure_shops()
-        body = data.draw(signed_body(topic), label="body")
+        body = data.draw(bodies, label="body")
         target = data.draw(st.sampled_from([SHOP, SHOP, SHOP, OTHER]), label="shop")
         webhook_id = data.draw(st.sampled_from(["replay-1", "replay-2"]) | st.uuids().map(str), label="webhook id")
         shop_id = world.shop_ids[target]
+        webhook_id = world.fresh_if_stuck(shop_id, webhook_id)
         others = {d: fingerprint(world.db, i) for d, i in world.shop_ids.items() if d != target}
-        before = world.before = fingerprint(world.db)
+        before = fingerprint(world.db)
         expected = expected_for_signed(body, limit) or 200
         TRIED[f"POST /webhooks/shopify (signed body, {topic})"] += 1
-        try:
-            response = world.deliver(topic, body, shop=target, webhook_id=webhook_id)
-        except RecursionError:
-            known("F-deep-json")
-            return
+        response = world.deliver(topic, body, shop=target, webhook_id=webhook_id)
         world.check_answer(response, f"signed {topic}")
         assert response.status_code == expected, response.get_data(as_text=True)
         if expected != 200:
@@ -1296,26 +1006,10 @@ QUERY_VALUES = st.one_of(
     HOSTILE_SHOPS,
     st.sampled_from(["1", "0", "-1", "1e400", "٣"]),
 )
-QUERY_KEYS = st.sampled_from(
-    [
-        "shop",
-        "hmac",
-        "timestamp",
-        "host",
-        "state",
-        "code",
-        "embedded",
-        "session",
-        "locale",
-        "redirect_uri",
-        "hmac[]",
-        "shop[]",
-        "id_token",
-        "shopify-reload",
-        "Shop",
-        "shop ",
-    ]
-)
+# fmt: off
+QUERY_KEYS = st.sampled_from(["shop", "hmac", "timestamp", "host", "state", "code", "embedded", "session", "locale",
+                              "redirect_uri", "hmac[]", "shop[]", "id_token", "shopify-reload", "Shop", "shop "])
+# fmt: on
 
 
 @st.composite
@@ -1360,19 +1054,13 @@ def test_install_queries(world: World) -> None:
 
     @sweep_settings(200)
     @given(query=install_queries())
-    @world.survives_known_crashes
     def sweep(query: tuple[list[tuple[str, str]], bool]) -> None:
         pairs, genuine = query
         seen = first_values(pairs)
-        before = world.before = fingerprint(world.db)
+        before = fingerprint(world.db)
         TRIED["GET /auth/shopify/install"] += 1
         shop = shop_of(seen.get("shop"))
-        try:
-            response = world.get("/auth/shopify/install", pairs, client=world.app.test_client())
-        except UnicodeError:  # werkzeug cannot IDNA-encode the redirect's host
-            assert genuine and shop is not None and len(shop.split(".")[0]) > 63
-            known("J-long-shop-label")
-            return
+        response = world.get("/auth/shopify/install", pairs, client=world.app.test_client())
         world.check_answer(response, "install")
         assert response.status_code in (302, 400), response.get_data(as_text=True)
         if response.status_code == 302:
@@ -1380,7 +1068,7 @@ def test_install_queries(world: World) -> None:
             location = urlsplit(response.headers["Location"])
             assert (location.scheme, location.hostname, location.path) == ("https", shop, "/admin/oauth/authorize")
             assert parse_qs(location.query)["redirect_uri"] == [f"{BASE_URL}/auth/shopify/callback"]
-        elif shop is None:
+        elif shop is None and not has_nul(pairs):
             assert "shop" in response.get_json()["error"]
         assert fingerprint(world.db) == before
         world.check_logs_and_network("install")
@@ -1440,7 +1128,6 @@ def test_callback_queries(world: World) -> None:
 
     @sweep_settings(150)
     @given(case=callbacks())
-    @world.survives_known_crashes
     def sweep(case: tuple[str, list[tuple[str, str]]]) -> None:
         breakage, pairs = case
         browser = world.app.test_client()
@@ -1458,15 +1145,9 @@ def test_callback_queries(world: World) -> None:
             state = parse_qs(urlsplit(started.headers["Location"]).query)["state"][0]
         params = [(k, state if v == "{state}" else v) for k, v in pairs if k != "hmac"]
         params.append(("hmac", "0" * 64 if breakage == "forged hmac" else shopify_hmac(first_values(params))))
-        before = world.before = fingerprint(world.db)
+        before = fingerprint(world.db)
         TRIED["GET /auth/shopify/callback"] += 1
-        try:
-            response = world.get("/auth/shopify/callback", params, client=browser)
-        except TypeError as exc:
-            assert "non-ASCII" in str(exc) and not first_values(params)["state"].isascii(), exc
-            known("L-non-ascii-state")
-            assert fingerprint(world.db) == before
-            return
+        response = world.get("/auth/shopify/callback", params, client=browser)
         world.check_answer(response, f"callback ({breakage})")
         assert 400 <= response.status_code < 500, f"{breakage}: {response.status_code} {response.get_data()[:200]!r}"
         assert "Location" not in response.headers
@@ -1474,7 +1155,7 @@ def test_callback_queries(world: World) -> None:
             TRIED["GET /auth/shopify/callback"] += 1
             again = world.get("/auth/shopify/callback", params, client=world.app.test_client())
             world.check_answer(again, "callback replay")
-            assert again.status_code == 403
+            assert again.status_code == (400 if has_nul(params) else 403)
         assert fingerprint(world.db) == before
         world.check_logs_and_network(f"callback ({breakage})")
 
@@ -1497,7 +1178,6 @@ def test_patch_id_token_queries(world: World) -> None:
 
     @sweep_settings(200)
     @given(data=st.data())
-    @world.survives_known_crashes
     def sweep(data: st.DataObject) -> None:
         pairs = [("shop", data.draw(shops, label="shop"))]
         if data.draw(st.integers(0, 3)):
@@ -1518,30 +1198,13 @@ def test_patch_id_token_queries(world: World) -> None:
             pairs = [*pairs, pair] if data.draw(st.booleans()) else [pair, *pairs]
         shop = first_values(pairs).get("shop")
         canonical = shop_of(shop)
-        before = world.before = fingerprint(world.db)
+        before = fingerprint(world.db)
         TRIED["GET /auth/shopify/patch-id-token"] += 1
-        try:
-            response = world.get("/auth/shopify/patch-id-token", pairs)
-        except ValueError as exc:  # werkzeug refuses to send the header
-            assert "newline" in str(exc) and canonical is not None and shop != canonical, exc
-            known("G-csp-raw-shop")
-        else:
-            if canonical is None:
-                world.check_answer(response, "patch-id-token")
-                assert response.status_code == 400
-            elif shop == canonical:
-                world.check_answer(response, "patch-id-token")
-                assert response.status_code in (200, 400), response.get_data(as_text=True)
-                if response.status_code == 200:
-                    assert csp_sources(response) == [f"https://{canonical}", "https://admin.shopify.com"]
-            else:  # a shop that only sanitizes to a domain: bug G puts the raw value in the header
-                try:
-                    world.check_answer(response, "patch-id-token")
-                    if response.status_code == 200:
-                        assert csp_sources(response) == [f"https://{canonical}", "https://admin.shopify.com"]
-                except (AssertionError, UnicodeEncodeError):
-                    assert response.status_code < 500
-                    known("G-csp-raw-shop")
+        response = world.get("/auth/shopify/patch-id-token", pairs)
+        world.check_answer(response, "patch-id-token")
+        assert response.status_code in ((200, 400) if canonical else (400,)), response.get_data(as_text=True)
+        if response.status_code == 200:  # framed only by the shop that was checked, however ?shop= was spelled
+            assert csp_sources(response) == [f"https://{canonical}", "https://admin.shopify.com"]
         assert fingerprint(world.db) == before
         world.check_logs_and_network("patch-id-token")
 
@@ -1550,22 +1213,13 @@ def test_patch_id_token_queries(world: World) -> None:
 
 # --- GET /app: session tokens ------------------------------------------------------------------
 
-VALID_KINDS = ("valid", "valid other shop")
-
 
 def claims_for(shop: str, **changes: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims = {
-        "iss": f"https://{shop}/admin",
-        "dest": f"https://{shop}",
-        "aud": SHOPIFY_API_KEY,
-        "sub": "42",
-        "exp": now + 60,
-        "nbf": now - 5,
-        "iat": now - 5,
-        "jti": str(uuid.uuid4()),
-        "sid": uuid.uuid4().hex,
-    }
+    # fmt: off
+    claims = {"iss": f"https://{shop}/admin", "dest": f"https://{shop}", "aud": SHOPIFY_API_KEY, "sub": "42",
+              "exp": now + 60, "nbf": now - 5, "iat": now - 5, "jti": str(uuid.uuid4()), "sid": uuid.uuid4().hex}
+    # fmt: on
     return claims | changes
 
 
@@ -1573,32 +1227,22 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
+def hs256(claims: Mapping[str, Any], secret: str = SHOPIFY_API_SECRET) -> str:
+    """An HS256 JWT built by hand: PyJWT's encode refuses some claim types Shopify never sends."""
+    header = b64(b'{"alg":"HS256","typ":"JWT"}')
+    signing_input = f"{header}.{b64(json.dumps(claims).encode())}"
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
 @st.composite
 def session_tokens(draw: st.DrawFn) -> tuple[str, str, str | None]:
     """(kind, token, the shop a valid token is for)."""
-    kind = draw(
-        st.sampled_from(
-            [
-                "random",
-                "segments",
-                "alg none",
-                "HS512",
-                "wrong key",
-                "expired",
-                "not yet valid",
-                "wrong aud",
-                "two shops",
-                "hostile dest",
-                "tampered",
-                "empty",
-                "RS256 header",
-                "no signature",
-                "valid",
-                "valid",
-                "valid other shop",
-            ]
-        )
-    )
+    # fmt: off
+    kind = draw(st.sampled_from(["random", "segments", "alg none", "HS512", "wrong key", "expired", "not yet valid",
+                                 "wrong aud", "two shops", "hostile dest", "tampered", "empty", "RS256 header",
+                                 "no signature", "valid", "valid", "valid other shop"]))
+    # fmt: on
     now = int(time.time())
     if kind == "random":
         return kind, draw(QUERY_VALUES | st.text(st.sampled_from("abcXYZ0129-_.="), max_size=300)), None
@@ -1628,22 +1272,11 @@ def session_tokens(draw: st.DrawFn) -> tuple[str, str, str | None]:
             claims["dest"], claims["iss"] = claims["iss"].removesuffix("/admin"), f"https://{SHOP}/admin"
         return kind, jwt.encode(claims, SHOPIFY_API_SECRET, algorithm="HS256"), None
     if kind == "hostile dest":  # signed, so only Shopify could send it; still never a 500 or a write
-        dest = draw(
-            st.sampled_from(
-                [
-                    "https://evil.com",
-                    "javascript:alert(1)",
-                    f"https://{SHOP}@evil.com",
-                    f"https://{SHOP}.evil.com",
-                    "https://x.myshopify.com.evil.com",
-                    "",
-                    "https://",
-                    f"https://{SHOP}/../../evil",
-                    "evil.com",
-                    f"https://{SHOP}\u202e",
-                ]
-            )
-        )
+        # fmt: off
+        dest = draw(st.sampled_from(["https://evil.com", "javascript:alert(1)", f"https://{SHOP}@evil.com",
+                                     f"https://{SHOP}.evil.com", "https://x.myshopify.com.evil.com", "", "https://",
+                                     f"https://{SHOP}/../../evil", "evil.com", f"https://{SHOP}\u202e"]))
+        # fmt: on
         claims = claims_for(SHOP, dest=dest, iss=draw(st.sampled_from([dest, f"https://{SHOP}/admin"])))
         return kind, jwt.encode(claims, SHOPIFY_API_SECRET, algorithm="HS256"), None
     if kind == "tampered":
@@ -1669,7 +1302,6 @@ def test_app_session_tokens(world: World) -> None:
 
     @sweep_settings(200)
     @given(data=st.data())
-    @world.survives_known_crashes
     def sweep(data: st.DataObject) -> None:
         kind, token, valid_for = data.draw(session_tokens(), label="token")
         where = data.draw(st.sampled_from(["query", "query", "bearer", "both", "bearer lowercase", "basic"]))
@@ -1689,23 +1321,20 @@ def test_app_session_tokens(world: World) -> None:
         for _ in range(data.draw(st.integers(0, 2))):
             query.insert(data.draw(st.integers(0, len(query))), (data.draw(QUERY_KEYS), data.draw(QUERY_VALUES)))
         headers = {k: as_header_value(v) for k, v in headers.items()}
-        before = world.before = fingerprint(world.db)
+        before = fingerprint(world.db)
         TRIED["GET /app"] += 1
         response = world.get("/app", query, headers)
         world.check_answer(response, f"/app ({kind}, {where})")
         status = response.status_code
-        assert status in (200, 302, 401), response.get_data(as_text=True)
+        assert status in ((400,) if has_nul(query) else (200, 302, 401)), response.get_data(as_text=True)
         seen = first_values(query)
         if status == 200:
             assert valid_for is not None, f"{kind} token accepted"
             assert not seen.get("shop") or shop_of(seen["shop"]) == valid_for  # an empty ?shop= is no shop
         if status == 302:
             location = urlsplit(response.headers["Location"])
-            assert (location.scheme, location.netloc, location.path) == (
-                "https",
-                "clawback.example",
-                "/auth/shopify/patch-id-token",
-            )
+            ours = ("https", "clawback.example", "/auth/shopify/patch-id-token")  # never an open redirect
+            assert (location.scheme, location.netloc, location.path) == ours
         assert fingerprint(world.db) == before
         world.check_logs_and_network(f"/app ({kind})")
 
@@ -1718,46 +1347,34 @@ def test_app_session_tokens(world: World) -> None:
 def test_health_metrics_and_read_only_pages(world: World) -> None:
     world.seed()
     queries = st.lists(st.tuples(QUERY_KEYS | QUERY_VALUES, QUERY_VALUES), max_size=3)
+    names = ["Accept", "X-Forwarded-For", "User-Agent", "Accept-Language", "X-Request-Id"]
+    header_lists = st.lists(st.tuples(st.sampled_from(names), latin1_text(200)), max_size=3)
     path_segment = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="/?#"), min_size=1, max_size=60)
 
     @sweep_settings(100)
     @given(data=st.data())
-    @world.survives_known_crashes
     def sweep(data: st.DataObject) -> None:
-        path = data.draw(
-            st.sampled_from(
-                [
-                    "/healthz",
-                    "/readyz",
-                    "/metrics",
-                    "/",
-                    "/shops/1",
-                    "/shops/999999999999999",
-                    "/shops/-1",
-                    "/shops/1/customers/501",
-                ]
-            ),
-            label="path",
-        )
+        paths = ["/healthz", "/readyz", "/metrics", "/", "/shops/1", "/shops/999999999999999", "/shops/-1",
+                 "/shops/1/customers/501"]  # fmt: skip
+        path = data.draw(st.sampled_from(paths), label="path")
         if data.draw(st.integers(0, 3)) == 0:
             path = f"/shops/{world.shop_ids[SHOP]}/customers/{data.draw(path_segment, label='customer')}"
         method = data.draw(st.sampled_from(["GET", "GET", "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"]))
         query = data.draw(queries, label="query")
-        headers = data.draw(
-            st.lists(
-                st.tuples(
-                    st.sampled_from(["Accept", "X-Forwarded-For", "User-Agent", "Accept-Language", "X-Request-Id"]),
-                    latin1_text(200),
-                ),
-                max_size=3,
-            ),
-            label="headers",
-        )
-        before = world.before = fingerprint(world.db)
+        headers = data.draw(header_lists, label="headers")
+        before = fingerprint(world.db)
         TRIED["GET /healthz /readyz /metrics /shops"] += 1
-        response = world.client.open(path, method=method, query_string=query, headers=headers, base_url=BASE_URL)
+        try:
+            response = world.client.open(path, method=method, query_string=query, headers=headers, base_url=BASE_URL)
+        except DataError as exc:
+            assert ON_PG and "out of range" in str(exc) and path.startswith("/shops/9999"), exc
+            known("O-pg-huge-shop-id")
+            assert fingerprint(world.db) == before
+            return
         world.check_answer(response, f"{method} {path}")
-        if path in ("/healthz", "/readyz", "/metrics") and method in ("GET", "HEAD"):
+        if has_nul(path, query):
+            assert response.status_code == 400
+        elif path in ("/healthz", "/readyz", "/metrics") and method in ("GET", "HEAD"):
             assert response.status_code == 200
         assert fingerprint(world.db) == before
         world.check_logs_and_network(f"{method} {path}")
@@ -1813,33 +1430,17 @@ TYPED_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), s
 # fmt: on
 
 
-_DELAY_STRINGS = SETTING_STRINGS.filter(lambda value: not _hangs("earn.delay_days", value))
-_DELAY_VALUES = st.one_of(
-    _DELAY_STRINGS, _DELAY_STRINGS, TYPED_VALUES.filter(lambda v: not _hangs("earn.delay_days", v))
-)
 _VALUES = st.one_of(SETTING_STRINGS, SETTING_STRINGS, TYPED_VALUES)
 
 
 def setting_strings(key: str) -> st.SearchStrategy[str]:
     """What a form field or a CLI argument carries."""
-    return _DELAY_STRINGS if key == "earn.delay_days" else SETTING_STRINGS
+    return SETTING_STRINGS
 
 
 def setting_values(key: str) -> st.SearchStrategy[Any]:
     """Strings as a form or the CLI sends them, and typed values as an API might."""
-    return _DELAY_VALUES if key == "earn.delay_days" else _VALUES
-
-
-def _hangs(key: str, value: Any) -> bool:
-    """Bug E: earn.delay_days converts any finite Decimal to int before range checks; exponents far
-    above 10^5 take seconds to hours. Pinned by test_bug_huge_delay_days_exponent_hangs."""
-    if key != "earn.delay_days" or not isinstance(value, str | Decimal):
-        return False
-    try:
-        number = Decimal(value.strip() if isinstance(value, str) else value)
-    except InvalidOperation:
-        return False
-    return number.is_finite() and number.adjusted() > 5000
+    return _VALUES
 
 
 def check_usable(result: ShopSettings) -> None:
@@ -1848,10 +1449,7 @@ def check_usable(result: ShopSettings) -> None:
     rule = rules.EarnRule.from_settings(result.earn, "USD")
     assert rule.coins_for(Decimal("123.45")) >= 0
     rules.earn_target(snap(total="123.45"), rule, result.revert, booked=0, held=True)
-    try:
-        rules.redeem_target(snap(refunds={"r1": "12.34"}, statuses=("paid",)), 10_000, result.redeem)
-    except Overflow:
-        known("H-tiny-coin-value")
+    rules.redeem_target(snap(refunds={"r1": "12.34"}, statuses=("paid",)), 10_000, result.redeem)
 
 
 def test_apply_changes_refuses_with_invalid_input_or_returns_usable_settings() -> None:
@@ -1896,35 +1494,17 @@ def test_cli_settings_set(world: World) -> None:
 
     @sweep_settings(150)
     @given(data=st.data())
-    @world.survives_known_crashes
     def sweep(data: st.DataObject) -> None:
         world.ensure_shops()
-        shop_ref = data.draw(
-            st.sampled_from(
-                [
-                    SHOP,
-                    OTHER,
-                    SHOP.upper(),
-                    f" {SHOP} ",
-                    STRANGER,
-                    "1",
-                    "http://[::1",
-                    "https://evil.com",
-                    "../",
-                    "javascript:",
-                ]
-            )
-            | CLI_TEXT,
-            label="--shop",
-        )
+        refs = [SHOP, OTHER, SHOP.upper(), f" {SHOP} ", STRANGER, "1", "http://[::1", "https://evil.com", "../", "j:"]
+        shop_ref = data.draw(st.sampled_from(refs) | CLI_TEXT, label="--shop")
         pairs = []
         for _ in range(data.draw(st.integers(1, 4))):
             key = data.draw(cli_keys, label="key")
             value = data.draw(st.one_of(setting_strings(key), CLI_TEXT), label=f"value for {key!r}")
             value = re.sub(r"[\x00\ud800-\udc7f\udd00-\udfff]", "?", value)  # argv: no NUL, surrogateescape only
-            assume(not _hangs(key, value))
             pairs.append(data.draw(st.sampled_from([f"{key}={value}", f"{key}={value}", key, f"={value}", value])))
-        before = world.before = fingerprint(world.db)
+        before = fingerprint(world.db)
         TRIED["clawback settings set"] += 1
         result = runner.invoke(cli, ["settings", "set", "--shop", shop_ref, *pairs])
         assert result.exception is None or isinstance(result.exception, SystemExit), (
@@ -1947,7 +1527,7 @@ def test_cli_settings_set(world: World) -> None:
     sweep()
 
 
-# --- the bugs, one strict xfail each -----------------------------------------------------------
+# --- the bugs this sweep found: regression tests, and strict xfails for those still open ----------
 
 
 @pytest.fixture
@@ -1977,184 +1557,165 @@ def _order_with(**changes: Any) -> bytes:
     return to_json(body).encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG A: amounts beyond Decimal precision / BIGINT raise InvalidOperation or "
-    "OverflowError in apply_snapshot; the delivery stays 'received' and is retried instead of 'failed'",
-)
+def _open(bug: str, condition: bool = True) -> pytest.MarkDecorator:
+    return pytest.mark.xfail(condition, strict=True, reason=f"BUG {bug}: {KNOWN_BUGS[bug]}")
+
+
+DATA_REQUEST_SURROGATE = to_json({"customer": {"id": "\ud800"}, "data_request": {"id": 1}}).encode()
+REDACT_SURROGATE = to_json({"customer": {"id": "\ud800"}, "orders_to_redact": ["\udfff"]}).encode()
+
+
+def amended(topic: str, order_id: str) -> bytes:
+    """An amendment (refund, delivery, return) of order `order_id`, otherwise well formed."""
+    body = {
+        "refunds/create": refund_body(order_id),
+        "fulfillment_events/create": {"status": "delivered", "order_id": order_id, "happened_at": T},
+        "returns/close": {"status": "closed", "order": {"id": order_id}, "updated_at": T},
+    }[topic]
+    return to_json(body).encode()
+
+
+REFUND_1E30 = refund_body() | {
+    "refund_line_items": [],
+    "transactions": [{"kind": "refund", "status": "success", "amount": "1e30", "currency": "USD"}],
+}
+
+
 @pytest.mark.parametrize(
     ("topic", "body"),
     [
-        ("orders/paid", _order_with(current_total_price_set=None, current_total_price="1" + "0" * 49)),
-        ("orders/paid", _order_with(current_total_price_set=None, current_total_price="1e400")),
-        ("orders/paid", _order_with(current_total_price_set=None, current_total_price=10**20)),
-        (
-            "refunds/create",
-            to_json(
-                refund_body()
-                | {
-                    "refund_line_items": [],
-                    "transactions": [{"kind": "refund", "status": "success", "amount": "1e30", "currency": "USD"}],
-                }
-            ).encode(),
-        ),
-        (
-            "orders/paid",
-            _order_with(total_price_set__shop_money__amount="1e30", total_price_set__presentment_money__amount="1e-30"),
-        ),
+        pytest.param("orders/paid", _order_with(current_total_price_set=None, current_total_price="1" + "0" * 49),
+                     id="50-digit total"),
+        pytest.param("orders/paid", _order_with(current_total_price_set=None, current_total_price="1e400"),
+                     id="total '1e400'"),
+        pytest.param("orders/paid", _order_with(current_total_price_set=None, current_total_price=10**20),
+                     id="total 10^20"),
+        pytest.param("refunds/create", to_json(REFUND_1E30).encode(), id="refund 1e30"),
+        pytest.param("orders/paid", _order_with(total_price_set__shop_money__amount="1e30",
+                                                total_price_set__presentment_money__amount="1e-30"),
+                     id="presentment rate 1e60"),
     ],
-    ids=["50-digit total", "total '1e400'", "total 10^20", "refund 1e30", "presentment rate 1e60"],
-)
-def test_bug_huge_amounts_leave_a_signed_delivery_unsettled(installed: World, topic: str, body: bytes) -> None:
+)  # fmt: skip
+def test_bug_a_huge_amounts_fail_the_delivery(installed: World, topic: str, body: bytes) -> None:
+    """A: amounts beyond Decimal's precision or BIGINT (in totals, refunds, or through a presentment
+    rate) raised InvalidOperation/OverflowError while processing; the delivery stayed 'received' and
+    was retried. It must end 'failed'."""
     installed.seed()
     _settles(installed, topic, body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG B: a customer email that is a JSON object or list reaches the INSERT "
-    "(sqlite3/psycopg cannot bind it); the delivery stays 'received'",
-)
-@pytest.mark.parametrize("email", [{"a": 1}, ["x@example.com"]], ids=["object", "list"])
-def test_bug_non_string_customer_email(installed: World, email: Any) -> None:
-    _settles(installed, "orders/paid", _order_with(customer__email=email, customer__id=777))
+@pytest.mark.parametrize("email", [{"a": 1}, ["x@example.com"], 12345], ids=["object", "list", "number"])
+def test_bug_b_non_string_customer_email(installed: World, email: Any) -> None:
+    """B: an email that was an object or list reached the INSERT (sqlite3 cannot bind it; psycopg
+    stored a list as '{x@example.com}')."""
+    row = _settles(installed, "orders/paid", _order_with(customer__email=email, customer__id=777))
+    with installed.db.session() as session:
+        emails = session.exec(text("SELECT email FROM customers WHERE email IS NOT NULL")).all()  # type: ignore[call-overload]
+    assert all(isinstance(e, str) and "@" in e and not e.startswith(("{", "[")) for (e,) in emails), (row, emails)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG C: a lone surrogate escaped in JSON ('\\ud800') in an order id, customer "
-    "id, order name or email cannot be encoded for the database; the delivery stays 'received'",
-)
 @pytest.mark.parametrize(
     ("topic", "body"),
     [
-        ("orders/paid", _order_with(id="\ud800")),
-        ("orders/paid", _order_with(customer__id="\udfff")),
-        ("orders/paid", _order_with(name="#\ud800")),
-        ("orders/paid", _order_with(customer__email="\ud800@example.com", customer__id=778)),
-        ("customers/data_request", to_json({"customer": {"id": "\ud800"}, "data_request": {"id": 1}}).encode()),
+        pytest.param("orders/paid", _order_with(id="\ud800"), id="order id"),
+        pytest.param("orders/paid", _order_with(customer__id="\udfff"), id="customer id"),
+        pytest.param("orders/paid", _order_with(name="#\ud800"), id="order name"),
+        pytest.param("orders/paid", _order_with(customer__email="\ud800@example.com", customer__id=778), id="email"),
+        pytest.param("customers/data_request", DATA_REQUEST_SURROGATE, id="data_request customer"),
+        pytest.param("customers/redact", REDACT_SURROGATE, id="redact customer and order"),
     ],
-    ids=["order id", "customer id", "order name", "email", "data_request customer"],
-)
-def test_bug_lone_surrogates_leave_a_signed_delivery_unsettled(installed: World, topic: str, body: bytes) -> None:
+)  # fmt: skip
+def test_bug_c_lone_surrogates(installed: World, topic: str, body: bytes) -> None:
+    """C: a lone surrogate escaped in JSON cannot be encoded for the database (UnicodeEncodeError)."""
     _settles(installed, topic, body)
 
 
-@pytest.mark.xfail(
-    ON_PG,
-    strict=True,
-    reason="BUG D (PostgreSQL only): NUL characters and ids/names/emails longer "
-    "than their VARCHAR columns reach the INSERT; the delivery stays 'received'",
-)
 @pytest.mark.parametrize(
     ("topic", "body"),
     [
-        ("orders/paid", _order_with(name="N" * 100)),
-        ("orders/paid", _order_with(customer__email="e" * 400 + "@example.com", customer__id=779)),
-        ("orders/paid", _order_with(id="1001\x00")),
-        (
-            "fulfillment_events/create",
-            to_json({"status": "delivered", "order_id": "x" * 100, "happened_at": T}).encode(),
-        ),
-        ("customers/data_request", to_json({"customer": {"id": "c" * 100}, "data_request": {"id": 1}}).encode()),
+        pytest.param("orders/paid", _order_with(name="N" * 100), id="order name 100"),
+        pytest.param("orders/paid", _order_with(customer__email="e" * 400 + "@example.com", customer__id=779),
+                     id="email 400"),
+        pytest.param("orders/paid", _order_with(id="1001\x00"), id="NUL in order id"),
+        *[pytest.param(topic, amended(topic, order_id), id=f"{topic} order id {label}",
+                       marks=_open("D-amended-order-id", condition))
+          for topic in AMENDMENT_TOPICS
+          for order_id, label, condition in (("x" * 100, "100 chars", ON_PG), ("1001\x00", "NUL", ON_PG),
+                                             ("\ud800", "lone surrogate", True))],
+        pytest.param("customers/data_request",
+                     to_json({"customer": {"id": "c" * 100}, "data_request": {"id": 1}}).encode(),
+                     id="data_request customer 100"),
     ],
-    ids=["order name 100", "email 400", "NUL in order id", "fulfillment order id 100", "data_request customer 100"],
-)
-def test_bug_long_or_nul_strings_on_postgresql(installed: World, topic: str, body: bytes) -> None:
+)  # fmt: skip
+def test_bug_d_long_or_nul_strings(installed: World, topic: str, body: bytes) -> None:
+    """D: NULs, lone surrogates and ids, names, emails longer than their VARCHAR columns reached the
+    database (PostgreSQL refuses NUL and over-long values; neither driver can encode a lone surrogate)."""
+    installed.seed()  # order 1001 exists, so amendments are looked up and applied
     _settles(installed, topic, body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="BUG F: shopifyapp's verify_webhook_req json-parses the "
-    "body for its log redaction before checking the HMAC; deep nesting raises RecursionError (a 500, "
-    "with or without a valid signature)",
-)
-@pytest.mark.parametrize("signed", [False, True], ids=["forged", "signed"])
-def test_bug_deeply_nested_json_is_a_500(installed: World, signed: bool) -> None:
-    before = fingerprint(installed.db)
-    response = installed.deliver("orders/paid", DEEP_BODY, signature=None if signed else "forged")
-    installed.check_answer(response, "deep JSON")
-    if not signed:
-        assert response.status_code == 401
-        assert fingerprint(installed.db) == before
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG G: /auth/shopify/patch-id-token checks the sanitized ?shop= but shopifyapp "
-    "copies the raw value into Content-Security-Policy: %0A is a 500, other values give a header "
-    "naming a non-Shopify host or carrying characters a server cannot send",
-)
-@pytest.mark.parametrize(
-    "raw_shop",
-    ["ab.myshopify.com%0A", "ab.myshopify.com%E2%80%A8", "ab.myshopify.com%0B", "ab"],
-    ids=["newline: 500", "U+2028: not latin-1", "vertical tab", "short name: https://ab"],
-)
-def test_bug_patch_id_token_copies_the_raw_shop_into_its_csp(installed: World, raw_shop: str) -> None:
-    response = installed.client.get(
-        f"/auth/shopify/patch-id-token?shop={raw_shop}&shopify-reload=/app", base_url=BASE_URL
-    )
-    installed.check_answer(response, "patch-id-token")
-    assert response.status_code == 200
-    assert csp_sources(response) == ["https://ab.myshopify.com", "https://admin.shopify.com"]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG E: earn.delay_days=1e100000000 (13 characters, via CLI or a settings form) "
-    "is converted to an int with 10^8 digits before the range check: the worker hangs",
-)
-def test_bug_huge_delay_days_exponent_hangs() -> None:
+def test_bug_e_huge_delay_days_exponent_is_refused_at_once() -> None:
+    """E: earn.delay_days='1e100000000' became an int of 10^8 digits before the range check (a hang)."""
     code = (
         "from app.shop_settings import ShopSettings, apply_changes\nfrom app.errors import InvalidInput\n"
         "try:\n    apply_changes(ShopSettings(), {'earn.delay_days': '1e100000000'})\nexcept InvalidInput:\n    pass\n"
     )
     try:
-        subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], timeout=5, check=True)
+        subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], timeout=20, check=True)
     except subprocess.TimeoutExpired:
-        pytest.fail("apply_changes did not answer within 5 s")
+        pytest.fail("apply_changes did not answer within 20 s")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Overflow,
-    reason="BUG H: redeem.coin_value='1e-999999999' is accepted (gt=0 "
-    "only); rules.redeem_target then overflows on every refund of an order coins were spent on",
-)
-def test_bug_tiny_coin_value_is_accepted_and_breaks_refunds() -> None:
-    try:
-        accepted = apply_changes(ShopSettings(), {"redeem.coin_value": "1e-999999999"})
-    except InvalidInput:
-        return
-    rules.redeem_target(snap(refunds={"r1": "1.00"}, statuses=("paid",)), 100, accepted.redeem)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=(AttributeError, TypeError),
-    reason="BUG I (low: needs the app secret): a "
-    "session token signed with the secret whose dest or iss is not a string makes shopifyapp/PyJWT "
-    "raise inside GET /app (a 500 instead of 401)",
-)
-@pytest.mark.parametrize(
-    "claims", [{"dest": 123}, {"dest": None}, {"iss": ["x"]}], ids=["dest 123", "dest null", "iss list"]
-)
-def test_bug_signed_session_token_with_non_string_claims(installed: World, claims: dict[str, Any]) -> None:
-    token = jwt.encode(claims_for(SHOP) | claims, SHOPIFY_API_SECRET, algorithm="HS256")
-    response = installed.get("/app", {"id_token": token, "shop": SHOP})
-    installed.check_answer(response, "/app with non-string claims")
+@pytest.mark.parametrize("signed", [False, True], ids=["forged", "signed"])
+def test_bug_f_deeply_nested_json(installed: World, signed: bool) -> None:
+    """F: shopifyapp json-parses the body for its log before checking the HMAC; deep nesting raised
+    RecursionError (a 500), signed or not. Now refused: nothing is stored."""
+    before = fingerprint(installed.db)
+    response = installed.deliver("orders/paid", DEEP_BODY, signature=None if signed else "forged")
+    installed.check_answer(response, "deep JSON")
     assert response.status_code == 401
+    assert fingerprint(installed.db) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeError,
-    reason="BUG J (low: needs a genuine signature): shop_domain() accepts a first label of 64+ characters, which "
-    "no DNS name has; the install redirect to it cannot be IDNA-encoded by werkzeug (a 500)",
+@pytest.mark.parametrize(
+    "raw_shop",
+    ["ab.myshopify.com%0A", "ab.myshopify.com%E2%80%A8", "ab.myshopify.com%0B", "ab", "AB.MYSHOPIFY.COM"],
+    ids=["newline: was a 500", "U+2028: not latin-1", "vertical tab", "short name: was https://ab", "upper case"],
 )
-def test_bug_install_for_a_shop_label_over_63_characters(installed: World) -> None:
+def test_bug_g_patch_id_token_frames_only_the_checked_shop(installed: World, raw_shop: str) -> None:
+    """G: the page checked the sanitized ?shop= but shopifyapp copied the raw value into its CSP."""
+    response = installed.get(f"/auth/shopify/patch-id-token?shop={raw_shop}&shopify-reload=/app")
+    installed.check_answer(response, "patch-id-token")
+    assert response.status_code in (200, 400)
+    if response.status_code == 200:
+        assert csp_sources(response) == ["https://ab.myshopify.com", "https://admin.shopify.com"]
+
+
+def test_bug_h_tiny_coin_value_is_refused() -> None:
+    """H: redeem.coin_value='1e-999999999' was accepted (gt=0 only), then every refund of an order
+    coins were spent on overflowed in rules.redeem_target."""
+    with pytest.raises(InvalidInput):
+        apply_changes(ShopSettings(), {"redeem.coin_value": "1e-999999999"})
+    smallest = apply_changes(ShopSettings(), {"redeem.coin_value": "0.000001"})
+    rules.redeem_target(snap(refunds={"r1": "1.00"}, statuses=("paid",)), 100, smallest.redeem)
+
+
+@pytest.mark.parametrize(
+    "claims", [{"dest": 123}, {"dest": None}, {"iss": ["x"]}, {"exp": "soon"}], ids=["dest 123", "dest null",
+                                                                                      "iss list", "exp text"]
+)  # fmt: skip
+def test_bug_i_signed_session_token_with_non_string_claims(installed: World, claims: dict[str, Any]) -> None:
+    """I (needs the app secret): non-string dest/iss made shopifyapp/PyJWT raise inside GET /app."""
+    before = fingerprint(installed.db)
+    response = installed.get("/app", {"id_token": hs256(claims_for(SHOP) | claims), "shop": SHOP})
+    installed.check_answer(response, "/app with non-string claims")
+    assert response.status_code in (302, 401)
+    assert fingerprint(installed.db) == before
+
+
+def test_bug_j_install_for_a_shop_label_over_63_characters(installed: World) -> None:
+    """J (needs a genuine signature): shop_domain() accepted a 64-character label; the redirect to it
+    could not be IDNA-encoded (UnicodeError, a 500)."""
     params = {"shop": "x" * 64 + ".myshopify.com", "timestamp": str(int(time.time()))}
     params["hmac"] = shopify_hmac(params)
     response = installed.get("/auth/shopify/install", params)
@@ -2162,45 +1723,29 @@ def test_bug_install_for_a_shop_label_over_63_characters(installed: World) -> No
     assert response.status_code == 400
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG K: connectors.shopify.shop_domain lets urllib's ValueError out ('Invalid IPv6 URL', NFKC look-alikes); "
-    "X-Shopify-Shop-Domain: [ is a 500 before the signature is even checked, and ?shop=[ on install, callback, "
-    "patch-id-token and /app too",
-)
 @pytest.mark.parametrize(
     ("endpoint", "shop"),
     [("webhook", "["), ("webhook", "x.myshopify.com]")]  # a header: latin-1, so no NFKC look-alikes
     + [(e, shop) for e in ("install", "callback", "patch-id-token") for shop in ("[", "x.myshopify.com]", "a\uff0fb")],
 )
-def test_bug_shop_domain_raises_on_brackets_and_look_alikes(installed: World, endpoint: str, shop: str) -> None:
+def test_bug_k_shop_domain_with_brackets_and_look_alikes(installed: World, endpoint: str, shop: str) -> None:
+    """K: shop_domain let urllib's ValueError out ('Invalid IPv6 URL', NFKC look-alikes): a 500 on
+    the webhook before the signature was checked, and on install, callback and patch-id-token."""
     before = fingerprint(installed.db)
     if endpoint == "webhook":
-        response = installed.client.post(
-            "/webhooks/shopify",
-            data=b"{}",
-            headers={"X-Shopify-Shop-Domain": as_header_value(shop), HMAC_HEADER: "forged", "X-Shopify-Topic": "x"},
-        )
+        headers = {"X-Shopify-Shop-Domain": as_header_value(shop), HMAC_HEADER: "forged", "X-Shopify-Topic": "x"}
+        response = installed.client.post("/webhooks/shopify", data=b"{}", headers=headers)
         expected = 401
     else:
-        path = {"install": "install", "callback": "callback", "patch-id-token": "patch-id-token"}[endpoint]
-        response = installed.client.get(
-            f"/auth/shopify/{path}", query_string={"shop": shop, "hmac": "0", "timestamp": "1"}, base_url=BASE_URL
-        )
+        response = installed.get(f"/auth/shopify/{endpoint}", {"shop": shop, "hmac": "0", "timestamp": "1"})
         expected = 400
     installed.check_answer(response, endpoint)
     assert response.status_code == expected
     assert fingerprint(installed.db) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG L (low: needs a genuine signature): the callback compares states with hmac.compare_digest on str, "
-    "which raises TypeError for a non-ASCII state (a 500 instead of 403)",
-)
-def test_bug_callback_with_a_non_ascii_state(installed: World) -> None:
+def test_bug_l_callback_with_a_non_ascii_state(installed: World) -> None:
+    """L (needs a genuine signature): hmac.compare_digest on str raised TypeError for a non-ASCII state."""
     browser = installed.app.test_client()
     install = {"shop": STRANGER, "timestamp": str(int(time.time()))}
     install["hmac"] = shopify_hmac(install)
@@ -2210,3 +1755,38 @@ def test_bug_callback_with_a_non_ascii_state(installed: World) -> None:
     response = installed.get("/auth/shopify/callback", params, client=browser)
     installed.check_answer(response, "callback, non-ASCII state")
     assert response.status_code == 403
+
+
+def test_bug_n_nul_in_a_page_path(installed: World) -> None:
+    """N (PostgreSQL): a NUL in /shops/<id>/customers/<id> reached the query (DataError, a 500)."""
+    before = fingerprint(installed.db)
+    response = installed.client.get(f"/shops/{installed.shop_ids[SHOP]}/customers/%00", base_url=BASE_URL)
+    installed.check_answer(response, "customer page, NUL")
+    assert response.status_code in (400, 404)
+    assert fingerprint(installed.db) == before
+
+
+@pytest.mark.xfail(ON_PG, strict=True, raises=DataError, reason=f"BUG O: {KNOWN_BUGS['O-pg-huge-shop-id']}")
+def test_bug_o_shop_id_beyond_integer(installed: World) -> None:
+    """O (PostgreSQL): Flask's <int:shop_id> accepts 999999999999999; the INTEGER column does not."""
+    response = installed.client.get("/shops/999999999999999", base_url=BASE_URL)
+    installed.check_answer(response, "shop page, huge id")
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("key", ["earn.exclude_tags", "revert.tags", "revert.flag_tag"])
+def test_bug_p_long_tag_with_undecodable_bytes(key: str) -> None:
+    """P: `clawback settings set --shop S earn.exclude_tags=<41 bytes that are not UTF-8>` exited with a
+    traceback (clean_tag echoed the surrogates into its message; pydantic-core could not encode it)."""
+    with pytest.raises(InvalidInput):
+        apply_changes(ShopSettings(), {key: "\udcff" * 41})
+
+
+def test_bug_p_cli_refuses_a_long_undecodable_tag(installed: World) -> None:
+    before = fingerprint(installed.db)
+    args = ["settings", "set", "--shop", SHOP, "revert.flag_tag=" + "\udcff" * 41]
+    result = installed.app.test_cli_runner().invoke(cli, args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 2, result.output
+    assert "revert.flag_tag" in result.output
+    assert fingerprint(installed.db) == before

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from app.snapshot import OrderSnapshot, Refund, Status, normalize_tags
+from app.snapshot import MAX_AMOUNT, OrderSnapshot, Refund, Status, normalize_tags
 
 # financial_status → canonical. Anything not listed is UNKNOWN (and earns nothing on its own).
 FINANCIAL_STATUS: Mapping[str | None, frozenset[Status]] = {
@@ -49,8 +49,8 @@ def money(value: Any, field: str) -> Decimal:
         amount = Decimal(str(value))
     except (InvalidOperation, TypeError):
         raise TranslationError(f"{field} is not an amount: {value!r}") from None
-    if not amount.is_finite():
-        raise TranslationError(f"{field} is not a finite amount")
+    if not amount.is_finite() or abs(amount) > MAX_AMOUNT:
+        raise TranslationError(f"{field} is not a possible amount")
     return amount
 
 
@@ -94,7 +94,10 @@ def refund_amount(refund: Mapping[str, Any], rate: Decimal = Decimal(1)) -> Deci
     for tx in refund.get("transactions") or []:
         if isinstance(tx, Mapping) and tx.get("kind") == "refund" and tx.get("status") == "success":
             total += money(tx.get("amount"), "refund transaction amount")
-    return (total * rate).quantize(Decimal("0.01"))
+    try:
+        return (total * rate).quantize(Decimal("0.01"))
+    except InvalidOperation:  # beyond Decimal's precision: no real refund is
+        raise TranslationError("refund amount is not a possible amount") from None
 
 
 def refunds(order: Mapping[str, Any]) -> frozenset[Refund]:
