@@ -26,6 +26,11 @@ class OrderAmended:
     refund: Refund | None = None
     status: Status | None = None
 
+    def __post_init__(self) -> None:
+        check_text("order_id", self.order_id, MAX_ID_CHARS)
+        if not self.order_id:
+            raise ValueError("order_id is empty")
+
 
 @dataclass(frozen=True)
 class AppUninstalled:

@@ -1637,11 +1637,9 @@ def test_bug_c_lone_surrogates(installed: World, topic: str, body: bytes) -> Non
         pytest.param("orders/paid", _order_with(customer__email="e" * 400 + "@example.com", customer__id=779),
                      id="email 400"),
         pytest.param("orders/paid", _order_with(id="1001\x00"), id="NUL in order id"),
-        *[pytest.param(topic, amended(topic, order_id), id=f"{topic} order id {label}",
-                       marks=_open("D-amended-order-id", condition))
+        *[pytest.param(topic, amended(topic, order_id), id=f"{topic} order id {label}")
           for topic in AMENDMENT_TOPICS
-          for order_id, label, condition in (("x" * 100, "100 chars", ON_PG), ("1001\x00", "NUL", ON_PG),
-                                             ("\ud800", "lone surrogate", True))],
+          for order_id, label in (("x" * 100, "100 chars"), ("1001\x00", "NUL"), ("\ud800", "lone surrogate"))],
         pytest.param("customers/data_request",
                      to_json({"customer": {"id": "c" * 100}, "data_request": {"id": 1}}).encode(),
                      id="data_request customer 100"),

@@ -87,6 +87,7 @@ def receive(platform: str) -> ResponseReturnValue:
                 WebhookDelivery.shop_id == shop.id, WebhookDelivery.delivery_id == delivery.delivery_id
             )
         ).one()
+        session.commit()  # end the read before a job (inline in tests) needs the database
         if stored.status == "received" and stored.id is not None:
             _enqueue(stored.id, platform)
         DUPLICATES.labels(platform=platform).inc()
