@@ -70,6 +70,12 @@ class Connector(ABC):
     def identify(self, raw_body: bytes, headers: Mapping[str, str]) -> Delivery:
         """The shop, delivery id and topic of a verified delivery; ValueError when they are missing."""
 
+    def is_unsigned_ping(self, raw_body: bytes, headers: Mapping[str, str]) -> bool:
+        """True for the one unsigned request a platform sends to test a new endpoint (WooCommerce's
+        form-encoded `webhook_id=N`): answered 200 with nothing parsed beyond its exact shape and
+        nothing stored. Anything that merely looks unsigned is still refused by `verify`."""
+        return False
+
     def writeback_executor(self, settings: Settings, vault: Vault) -> Executor | None:
         """How this platform carries out write-back intents; None when it has none."""
         return None
