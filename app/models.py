@@ -170,6 +170,8 @@ class LedgerEntry(SQLModel, table=True):
         Index("ix_ledger_shop_customer_id", "shop_id", "customer_id", "id"),
         Index("ix_ledger_shop_order_ref_id", "shop_id", "order_ref", "id"),
         Index("ix_ledger_shop_kind_id", "shop_id", "kind", "id"),
+        # Activity's date filter: the newest entries of a shop up to a date, without a scan.
+        Index("ix_ledger_shop_created_id", "shop_id", "created_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -250,3 +252,19 @@ class DataExport(SQLModel, table=True):
     request_id: str = Field(max_length=64)
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     created_at: datetime = _ts()
+
+
+class InstallToken(SQLModel, table=True):
+    """A single-use, unguessable token binding an unsigned install callback (WooCommerce's key
+    exchange) to the connect request that started it. Only its SHA-256 is stored."""
+
+    __tablename__ = "install_tokens"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_install_tokens_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=20)
+    token_hash: str = Field(max_length=64)
+    store_url: str = Field(max_length=255)
+    created_at: datetime = _ts()
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
+    used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
