@@ -7,6 +7,7 @@ so a value refused in one place is refused everywhere, with the same message.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -109,15 +110,73 @@ class RedeemSettings(_Section):
         return list(dict.fromkeys(values))
 
 
+# What a WooCommerce order status may be mapped to (the shared vocabulary of app.snapshot.Status).
+MAPPED_STATUSES = (
+    "pending",
+    "paid",
+    "fulfilled",
+    "delivered",
+    "cancelled",
+    "refunded",
+    "returned",
+    "voided",
+    "unknown",
+)
+WC_STATUS_SLUG = re.compile(r"\A[a-z0-9_-]{1,40}\Z")
+META_KEY = re.compile(r"\A[^\s,=]{1,100}\Z")
+
+
+class WooCommerceSettings(_Section):
+    """How a WooCommerce store's orders read, since WooCommerce has no order tags and merchants add
+    statuses of their own (ignored by other platforms)."""
+
+    # order status slug → canonical status; overrides the built-in table, and names custom statuses.
+    status_map: dict[str, Literal[MAPPED_STATUSES]] = Field(default_factory=dict)  # type: ignore[valid-type]
+    # Order meta keys whose values are tags (a comma-separated string or a list of strings).
+    tag_meta_keys: list[str] = Field(default_factory=list)
+    # Coupon codes on an order count as its tags.
+    coupon_tags: bool = False
+
+    @field_validator("status_map")
+    @classmethod
+    def _slugs(cls, mapping: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for raw, status in mapping.items():
+            slug = raw.strip().lower().removeprefix("wc-")
+            if not WC_STATUS_SLUG.match(slug):
+                raise ValueError(f"'{raw[:40]}' is not an order status slug (letters, digits, - and _)")
+            out[slug] = status
+        if len(out) > MAX_TAGS:
+            raise ValueError(f"at most {MAX_TAGS} mapped statuses")
+        return out
+
+    @field_validator("tag_meta_keys")
+    @classmethod
+    def _keys(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            if not META_KEY.match(key):
+                raise ValueError(f"'{key[:40]}' is not a meta key (no spaces, commas or '=')")
+        if len(keys) > MAX_TAGS:
+            raise ValueError(f"at most {MAX_TAGS} meta keys")
+        return list(dict.fromkeys(keys))
+
+
 class ShopSettings(_Section):
     earn: EarnSettings = Field(default_factory=EarnSettings)  # type: ignore[arg-type]
     revert: RevertSettings = Field(default_factory=RevertSettings)
     redeem: RedeemSettings = Field(default_factory=RedeemSettings)  # type: ignore[arg-type]
+    woocommerce: WooCommerceSettings = Field(default_factory=WooCommerceSettings)
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys and JSON-friendly values, as `clawback settings show` prints them."""
         out: dict[str, Any] = {}
-        for section, model in (("earn", self.earn), ("revert", self.revert), ("redeem", self.redeem)):
+        sections = (
+            ("earn", self.earn),
+            ("revert", self.revert),
+            ("redeem", self.redeem),
+            ("woocommerce", self.woocommerce),
+        )
+        for section, model in sections:
             for name, value in model.model_dump(mode="json").items():
                 out[f"{section}.{name}"] = value
         return out
@@ -131,7 +190,13 @@ class ShopSettings(_Section):
 
 
 KEYS = tuple(ShopSettings().flat())
-_LIST_KEYS = {"earn.exclude_tags", "revert.statuses", "revert.tags", "redeem.refund_statuses"}
+_LIST_KEYS = {
+    "earn.exclude_tags",
+    "revert.statuses",
+    "revert.tags",
+    "redeem.refund_statuses",
+    "woocommerce.tag_meta_keys",
+}
 _BOOL_WORDS = {
     "true": True,
     "yes": True,
@@ -150,7 +215,10 @@ def _parse(key: str, raw: Any) -> Any:
         return raw
     if key in _LIST_KEYS:
         return [part for part in (p.strip() for p in raw.split(",")) if part]
-    if key in ("revert.enabled", "revert.keep_on_return", "revert.exclude_flagged", "earn.store_credit"):
+    if key == "woocommerce.status_map":
+        return _parse_map(key, raw)
+    if key in ("revert.enabled", "revert.keep_on_return", "revert.exclude_flagged", "earn.store_credit",
+               "woocommerce.coupon_tags"):  # fmt: skip
         word = raw.strip().lower()
         if word not in _BOOL_WORDS:
             raise InvalidInput(f"{key} must be true or false, not '{raw}'", field=key)
@@ -169,6 +237,19 @@ def _parse(key: str, raw: Any) -> Any:
             return int(number)
         return number
     return raw.strip()
+
+
+def _parse_map(key: str, raw: str) -> dict[str, str]:
+    """`slug=status,slug=status` (a form or the CLI) into a mapping; an empty string clears it."""
+    mapping: dict[str, str] = {}
+    for pair in (p.strip() for p in raw.split(",")):
+        if not pair:
+            continue
+        slug, sep, status = pair.partition("=")
+        if not sep or not slug.strip() or not status.strip():
+            raise InvalidInput(f"{key}: '{pair[:40]}' is not status=meaning", field=key)
+        mapping[slug.strip()] = status.strip().lower()
+    return mapping
 
 
 def apply_changes(current: ShopSettings, changes: dict[str, Any]) -> ShopSettings:
