@@ -19,10 +19,12 @@ class OrderChanged:
 @dataclass(frozen=True)
 class OrderAmended:
     """One new fact about an order whose other facts come from its last snapshot: a refund
-    (Shopify refunds/create) or a sticky status (a delivery event, a closed return)."""
+    (Shopify refunds/create), a sticky status (a delivery event, a closed return), or a status the
+    order took at `at` in place of its other non-sticky ones (WooCommerce: trashed, with only the
+    order id in the payload). `at` None means "when the delivery arrived"."""
 
     order_id: str
-    at: datetime
+    at: datetime | None
     refund: Refund | None = None
     status: Status | None = None
 

@@ -31,9 +31,9 @@ from app.events import (
     OrderChanged,
     ShopRedacted,
 )
-from app.models import Order, Shop, WebhookDelivery, utcnow
+from app.models import Order, Shop, WebhookDelivery, as_utc, utcnow
 from app.service import Outcome, apply_snapshot
-from app.snapshot import OrderSnapshot
+from app.snapshot import STICKY, OrderSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,8 @@ def _carry_out(session: Session, shop: Shop, delivery: WebhookDelivery, events: 
             status = "processed"
         elif isinstance(event, OrderAmended):
             delivery.order_ref = event.order_id
+            if event.at is None:
+                event = replace(event, at=delivery.received_at)
             amended = apply_amendment(session, shop, event, source=source, now=now)
             if amended is not None:
                 _log(delivery, amended)
@@ -195,6 +197,14 @@ def apply_amendment(session: Session, shop: Shop, event: OrderAmended, *, source
         refunds=stored.refunds | ({event.refund} if event.refund else frozenset()),
         statuses=stored.statuses | ({event.status} if event.status else frozenset()),
     )
+    if event.status is not None and event.status not in STICKY:
+        # A status that replaces the others (trashed) is the order's state from `at` on. A stored
+        # snapshot from `at` or later already says what came after it (restored), so it stands.
+        at = as_utc(event.at or now)
+        if at <= stored.updated_at:
+            amended = stored
+        else:
+            amended = replace(amended, statuses=(stored.statuses & STICKY) | {event.status}, updated_at=at)
     return apply_snapshot(session, shop, amended, source=source, now=now)
 
 
