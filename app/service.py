@@ -220,9 +220,19 @@ def flag_customer(session: Session, customer: Customer, tag: str, now: datetime,
     writebacks.intend(session, customer.shop_id, "tag_customer", f"tag:{customer.id}:{normalize_tag(tag)}", payload)
 
 
+# Platforms that keep a history of notes on each order: every reversal is explained there too.
+ORDER_NOTE_PLATFORMS = frozenset({"woocommerce"})
+REVERSAL_KINDS = frozenset({"revert", "void", "redeem_refund"})
+
+
 def post(session: Session, shop: Shop, customer: Customer, posting: Posting) -> LedgerEntry | None:
-    """Post to the ledger and, for a store-credit program, intend the same move on the platform."""
+    """Post to the ledger; for a store-credit program, intend the same move on the platform; on a
+    platform with order notes, intend a note explaining a reversal."""
     entry = ledger.post(session, customer, posting)
+    if entry is not None and entry.kind in REVERSAL_KINDS and entry.order_ref and shop.platform in ORDER_NOTE_PLATFORMS:
+        writebacks.intend(session, customer.shop_id, "order_note", f"note:{posting.key}", {
+            "order_id": entry.order_ref, "note": f"Clawback: {entry.explanation}",
+        })  # fmt: skip
     if entry is not None and entry.coins_delta and ShopSettings.from_stored(shop.settings).earn.store_credit:
         writebacks.intend(session, customer.shop_id, "store_credit", f"store_credit:{posting.key}", {
             "customer_id": customer.platform_customer_id, "minor_units": entry.coins_delta,

@@ -92,6 +92,7 @@ def redeem(
         writebacks.intend(session, shop.id, "discount_code", f"discount:{redemption.id}", {
             "code": code, "amount": str(value.quantize(Decimal("0.01"))), "currency": shop.currency,
             "customer_id": platform_customer_id, "redemption_id": redemption.id, "coins": coins,
+            "email": customer.email,
         })  # fmt: skip
     if order_ref is not None:
         # The order may already be cancelled: settle now rather than at its next event.
