@@ -268,3 +268,44 @@ class InstallToken(SQLModel, table=True):
     created_at: datetime = _ts()
     expires_at: datetime = Field(sa_type=DateTime(timezone=True))
     used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+API_KEY_SCOPES = ("read", "redeem")
+
+
+class ApiKey(SQLModel, table=True):
+    """A shop's key for the JSON API (/api/v1). Only its SHA-256 is stored: the key itself is shown
+    once, when it is made (`clawback api-key create`). `read` reads the shop, balances and history;
+    `redeem` may also spend a customer's coins."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        UniqueConstraint("key_hash", name="uq_api_keys_hash"),
+        CheckConstraint(_in("scope", API_KEY_SCOPES), name="ck_api_keys_scope"),
+        Index("ix_api_keys_shop_id", "shop_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id", ondelete="CASCADE")
+    name: str = Field(default="", max_length=100)
+    prefix: str = Field(max_length=16)  # the key's first characters, to tell keys apart in a list
+    key_hash: str = Field(max_length=64)
+    scope: str = Field(default="read", max_length=10)
+    created_at: datetime = _ts()
+    revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class ApiRequest(SQLModel, table=True):
+    """A redemption asked for through the API under the caller's idempotency key, with the answer
+    given: a retry with the same key gets the same answer and spends nothing again."""
+
+    __tablename__ = "api_requests"
+    __table_args__ = (UniqueConstraint("shop_id", "idempotency_key", name="uq_api_requests_shop_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id", ondelete="CASCADE")
+    idempotency_key: str = Field(max_length=200)
+    request_hash: str = Field(max_length=64)  # SHA-256 of the request it was first used for
+    redemption_id: int | None = Field(default=None, foreign_key="redemptions.id", ondelete="CASCADE")
+    response: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = _ts()

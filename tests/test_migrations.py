@@ -29,6 +29,8 @@ from app.crypto import Vault
 from app.db import Database, make_engine, normalize_url
 from app.demo import seed
 from app.models import (
+    ApiKey,
+    ApiRequest,
     Award,
     Customer,
     DataExport,
@@ -235,6 +237,16 @@ def make_export(session: Session, p: Parents, **kw: Any) -> DataExport:
     return add(session, DataExport(**{"shop_id": p.shop_id, "customer_ref": "c", "request_id": "r", **kw}))
 
 
+def make_api_key(session: Session, p: Parents, **kw: Any) -> ApiKey:
+    fields = {"shop_id": p.shop_id, "prefix": "cbk_test", "key_hash": f"h{next(_serial)}", "scope": "read"}
+    return add(session, ApiKey(**{**fields, **kw}))
+
+
+def make_api_request(session: Session, p: Parents, **kw: Any) -> ApiRequest:
+    fields = {"shop_id": p.shop_id, "idempotency_key": f"i{next(_serial)}", "request_hash": "0" * 64}
+    return add(session, ApiRequest(**{**fields, **kw}))
+
+
 def make_parents(db: Database) -> Parents:
     with db.session() as session:
         shop = make_shop(session)
@@ -304,10 +316,13 @@ def test_deleting_a_shop_cascades_through_all_its_rows(db: Database, parents: Pa
             make_delivery(session, p)
             make_writeback(session, p)
             make_export(session, p)
+            make_api_key(session, p)
+            make_api_request(session, p, redemption_id=redemption.id)
     with db.session() as session:
         session.delete(session.get(Shop, parents.shop_id))
 
-    children = (Customer, Order, Award, Redemption, LedgerEntry, WebhookDelivery, Writeback, DataExport)
+    children = (Customer, Order, Award, Redemption, LedgerEntry, WebhookDelivery, Writeback, DataExport, ApiKey,
+                ApiRequest)  # fmt: skip
     assert {m.__tablename__ for m in children} == {
         t.name for t in SQLModel.metadata.tables.values() if "shop_id" in t.c
     }
@@ -331,6 +346,7 @@ CHECKS = [
     pytest.param(make_redemption, {"coins_returned": 6}, "ck_redemptions_returned", id="returned-above-redeemed"),
     pytest.param(make_redemption, {"coins_redeemed": 0}, "ck_redemptions_positive", id="redeemed-nothing"),
     pytest.param(make_delivery, {"status": "lost"}, "ck_deliveries_status", id="unknown-delivery-status"),
+    pytest.param(make_api_key, {"scope": "admin"}, "ck_api_keys_scope", id="unknown-api-key-scope"),
 ]
 
 
@@ -350,6 +366,8 @@ UNIQUES = [
     pytest.param(make_writeback, lambda p: {"idempotency_key": "w"}, "uq_writebacks_shop_idempotency", id="writeback"),
     pytest.param(make_redemption, lambda p: {"code": "C"}, "uq_redemptions_shop_code", id="redemption-code"),
     pytest.param(make_order, lambda p: {"platform_order_id": "1"}, "uq_orders_shop_platform_id", id="order"),
+    pytest.param(make_api_key, lambda p: {"key_hash": "h"}, "uq_api_keys_hash", id="api-key-hash"),
+    pytest.param(make_api_request, lambda p: {"idempotency_key": "i"}, "uq_api_requests_shop_key", id="api-request"),
     pytest.param(
         make_customer, lambda p: {"platform_customer_id": "c"}, "uq_customers_shop_platform_id", id="customer"
     ),

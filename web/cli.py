@@ -498,3 +498,6 @@ def reconcile_command(shop_ref: str, since_text: str | None) -> None:
     except RuntimeError as exc:  # the platform failed us (throttled, token revoked): say so, exit 1
         raise click.ClickException(f"reconciliation stopped: {exc}") from exc
     emit(dataclasses.asdict(report))
+
+
+import web.cli_api  # noqa: E402, F401  (registers `clawback api-key`)
