@@ -27,7 +27,7 @@ def register(cls: type[Connector]) -> type[Connector]:
     return cls
 
 
-KNOWN = ("shopify", "fynd")  # packages under connectors/, imported on first use
+KNOWN = ("shopify", "woocommerce", "fynd")  # packages under connectors/, imported on first use
 
 
 def get(name: str) -> type[Connector]:

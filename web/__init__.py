@@ -6,7 +6,7 @@ from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from app.config import Settings, load_settings
-from web import admin, api, auth, devlogin, embedded, health, metrics, overview, webhooks
+from web import admin, api, auth, devlogin, embedded, health, metrics, overview, webhooks, wordpress
 from web.extensions import Services, init_db
 from web.logs import init_logging
 
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(metrics.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(wordpress.bp)
     app.register_blueprint(embedded.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
