@@ -25,6 +25,7 @@ from app.shops import (
     find_shop,
     normalize_shopify_domain,
     normalize_store_url,
+    read_credentials,
     register_shop,
     shop_settings,
 )
@@ -244,6 +245,33 @@ def shop_add(platform: str, domain: str | None, url: str | None, token: str | No
                                        credentials=credentials, currency=currency, name=name,
                                        settings=new_settings)  # fmt: skip
         emit({"shop": found.domain, "platform": found.platform, "created": created})
+
+
+@shop.command("disconnect")
+@click.option("--shop", "shop_ref", required=True, help="The WooCommerce store's URL")
+@click.option("--keep-webhooks", is_flag=True, help="Do not call the store (its keys are already revoked)")
+@refuses_bad_input
+def shop_disconnect(shop_ref: str, keep_webhooks: bool) -> None:
+    """Disconnect a WooCommerce store: delete Clawback's webhooks there and forget its keys."""
+    from connectors.woocommerce import connect
+    from connectors.woocommerce.client import StoreClient, WooCommerceError
+
+    svc = services()
+    with unit_of_work() as session:
+        found = find_shop(session, shop_ref)
+        if found.platform != "woocommerce":
+            raise CliError("only WooCommerce stores are disconnected here (Shopify: uninstall the app in the admin)")
+        try:
+            client = (
+                None
+                if keep_webhooks
+                else StoreClient.from_credentials(found.domain, read_credentials(svc.vault, found))
+            )
+            removed = connect.disconnect(session, svc.vault, found, client)
+        except WooCommerceError as exc:
+            raise CliError(f"the store did not let us delete the webhooks ({exc}); nothing was changed. "
+                           "Retry, or pass --keep-webhooks if its keys are revoked") from None  # fmt: skip
+        emit({"shop": found.domain, "webhooks_deleted": removed, "disconnected": True})
 
 
 @cli.group()

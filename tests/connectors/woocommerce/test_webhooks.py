@@ -26,9 +26,17 @@ TABLES: tuple[type[SQLModel], ...] = (Shop, Customer, Order, Award, Redemption, 
 _serial = iter(range(1, 1_000_000))
 
 
-def deliver(client: FlaskClient, payload: Any, topic: str = "order.updated", *, delivery_id: str | None = None,
-            secret: str = SECRET, store: str = STORE, body: bytes | None = None,
-            changes: dict[str, str | None] | None = None) -> TestResponse:  # fmt: skip
+def deliver(
+    client: FlaskClient,
+    payload: Any,
+    topic: str = "order.updated",
+    *,
+    delivery_id: str | None = None,
+    secret: str = SECRET,
+    store: str = STORE,
+    body: bytes | None = None,
+    changes: dict[str, str | None] | None = None,
+) -> TestResponse:
     raw = encode(payload) if body is None else body
     sent = headers(raw, topic, delivery_id=delivery_id or f"hash-{next(_serial)}", secret=secret, store=store)
     for name, value in (changes or {}).items():
@@ -77,8 +85,19 @@ def stored(db: Database) -> list[WebhookDelivery]:
 @pytest.fixture(autouse=True)
 def store(app: Flask, runner: FlaskCliRunner) -> None:
     """The store registered by hand (`clawback shop add`), reverting on every status it offers."""
-    clawback(runner, "shop", "add", "--platform", "woocommerce", "--url", STORE + "/", "--webhook-secret", SECRET,
-             "--currency", "USD")  # fmt: skip
+    clawback(
+        runner,
+        "shop",
+        "add",
+        "--platform",
+        "woocommerce",
+        "--url",
+        STORE + "/",
+        "--webhook-secret",
+        SECRET,
+        "--currency",
+        "USD",
+    )
     configure(runner, "revert.enabled=true", "revert.statuses=refunded,cancelled,partially_refunded,returned")
 
 
@@ -98,8 +117,9 @@ def store(app: Flask, runner: FlaskCliRunner) -> None:
         ("no topic", {"changes": {"X-WC-Webhook-Topic": None}}, 400),
     ],
 )
-def test_refused_deliveries_store_nothing(client: FlaskClient, db: Database, case: str, kwargs: dict[str, Any],
-                                          status: int) -> None:  # fmt: skip
+def test_refused_deliveries_store_nothing(
+    client: FlaskClient, db: Database, case: str, kwargs: dict[str, Any], status: int
+) -> None:
     before = counts(db)
     response = deliver(client, order(), **kwargs)
     assert response.status_code == status, case
@@ -123,9 +143,14 @@ def test_the_source_is_normalized(client: FlaskClient, db: Database) -> None:
 
 def test_the_creation_ping_gets_200_and_changes_nothing(client: FlaskClient, db: Database) -> None:
     before = counts(db)
-    response = client.post("/webhooks/woocommerce", data=b"webhook_id=142",
-                           headers={"Content-Type": "application/x-www-form-urlencoded",
-                                    "User-Agent": "WooCommerce/9.0.0 Hookshot (WordPress/6.5)"})  # fmt: skip
+    response = client.post(
+        "/webhooks/woocommerce",
+        data=b"webhook_id=142",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "User-Agent": "WooCommerce/9.0.0 Hookshot (WordPress/6.5)",
+        },
+    )
     assert response.status_code == 200
     assert counts(db) == before
 
@@ -139,8 +164,9 @@ def test_the_creation_ping_gets_200_and_changes_nothing(client: FlaskClient, db:
         (b"webhook_id=", {}),
     ],
 )
-def test_anything_else_unsigned_is_refused(client: FlaskClient, db: Database, body: bytes,
-                                          extra: dict[str, str]) -> None:  # fmt: skip
+def test_anything_else_unsigned_is_refused(
+    client: FlaskClient, db: Database, body: bytes, extra: dict[str, str]
+) -> None:
     before = counts(db)
     response = client.post("/webhooks/woocommerce", data=body, headers=extra)
     assert response.status_code == 401
@@ -158,8 +184,9 @@ def test_the_same_delivery_twice_is_one(client: FlaskClient, runner: FlaskCliRun
     assert moves(runner) == [("earn", 100)]
 
 
-def test_two_deliveries_in_one_second_share_an_id_and_both_count(client: FlaskClient, runner: FlaskCliRunner,
-                                                                   db: Database) -> None:  # fmt: skip
+def test_two_deliveries_in_one_second_share_an_id_and_both_count(
+    client: FlaskClient, runner: FlaskCliRunner, db: Database
+) -> None:
     # WooCommerce's delivery id is wp_hash(webhook id . current second): the same for both.
     accepted(client, order(), delivery_id="same-second")
     accepted(client, order(status="cancelled", minutes=1), delivery_id="same-second")
@@ -181,8 +208,9 @@ def test_partial_then_full_refund_reverts_each_share_once(client: FlaskClient, r
     assert balance(runner)["available"] == 0
 
 
-def test_cancel_after_a_partial_refund_takes_back_only_what_is_left(client: FlaskClient,
-                                                                      runner: FlaskCliRunner) -> None:  # fmt: skip
+def test_cancel_after_a_partial_refund_takes_back_only_what_is_left(
+    client: FlaskClient, runner: FlaskCliRunner
+) -> None:
     accepted(client, order(), "order.created")
     accepted(client, order(refunds=((801, "-30.00"),), minutes=1))
     accepted(client, order(status="cancelled", refunds=((801, "-30.00"),), minutes=2))
@@ -292,8 +320,9 @@ def test_every_reversal_intends_an_order_note(client: FlaskClient, db: Database)
         [1, 2, 3],
     ],
 )
-def test_malformed_orders_are_accepted_and_failed_never_retried(client: FlaskClient, runner: FlaskCliRunner,
-                                                                 db: Database, payload: Any) -> None:  # fmt: skip
+def test_malformed_orders_are_accepted_and_failed_never_retried(
+    client: FlaskClient, runner: FlaskCliRunner, db: Database, payload: Any
+) -> None:
     # WooCommerce disables a webhook after repeated failed answers: a payload we cannot read is
     # still a 200, kept as a failed delivery for the operator.
     accepted(client, payload)
