@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import time
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -26,6 +26,7 @@ from app.db import Database
 from app.models import InstallToken, Shop, Writeback
 from app.shops import read_credentials
 from tests.connectors.woocommerce.payloads import STORE, fixture
+from tests.helpers import row_counts
 from web.cli import cli
 
 API = f"{STORE}/wp-json/wc/v3"
@@ -35,8 +36,7 @@ TABLES: tuple[type[SQLModel], ...] = (Shop, Writeback)
 
 
 def counts(db: Database) -> dict[str, int]:
-    with db.session() as session:
-        return {m.__tablename__: session.exec(select(func.count()).select_from(m)).one() for m in TABLES}  # type: ignore[attr-defined]
+    return row_counts(db, "shops", "writebacks")
 
 
 def start(client: FlaskClient, store_url: str = STORE + "/") -> dict[str, str]:
@@ -143,10 +143,10 @@ def test_a_good_callback_stores_the_keys_and_registers_the_webhooks(
         "order.restored": 145,
     }
     plugin_call = next(c for c in responses.calls if c.request.url == PLUGIN)
-    assert json.loads(plugin_call.request.body) == {"secret": stored["launch_secret"]}
+    assert json.loads(cast(bytes, plugin_call.request.body)) == {"secret": stored["launch_secret"]}
     assert stored["launch_secret_sent"] is True
     key_check = responses.calls[0].request
-    assert key_check.headers["Authorization"].startswith("Basic ")  # https: HTTP Basic with the new keys
+    assert str(key_check.headers["Authorization"]).startswith("Basic ")  # https: HTTP Basic with the new keys
     with db.session() as session:
         (row,) = session.exec(select(Writeback).where(Writeback.kind == "register_webhooks")).all()
         assert row.status == "done"

@@ -20,6 +20,7 @@ from werkzeug.test import TestResponse
 from app.db import Database
 from app.models import Award, Customer, LedgerEntry, Order, Redemption, Shop, WebhookDelivery, Writeback
 from tests.connectors.woocommerce.payloads import CUSTOMER, SECRET, STORE, encode, headers, order
+from tests.helpers import row_counts
 from web.cli import cli
 
 TABLES: tuple[type[SQLModel], ...] = (Shop, Customer, Order, Award, Redemption, LedgerEntry, WebhookDelivery)
@@ -73,8 +74,7 @@ def moves(runner: FlaskCliRunner, order_id: str = "723") -> list[tuple[str, int]
 
 
 def counts(db: Database) -> dict[str, int]:
-    with db.session() as session:
-        return {m.__tablename__: session.exec(select(func.count()).select_from(m)).one() for m in TABLES}  # type: ignore[attr-defined]
+    return row_counts(db)
 
 
 def stored(db: Database) -> list[WebhookDelivery]:

@@ -1,0 +1,18 @@
+"""Small helpers the test modules share (one place, not one copy per file)."""
+
+from __future__ import annotations
+
+from sqlalchemy import inspect, text
+
+from app.db import Database
+
+
+def table_names(db: Database) -> list[str]:
+    return sorted(inspect(db.engine).get_table_names())
+
+
+def row_counts(db: Database, *tables: str) -> dict[str, int]:
+    """How many rows each of `tables` holds (every table when none is named)."""
+    names = tables or tuple(table_names(db))
+    with db.engine.connect() as conn:
+        return {t: int(conn.execute(text(f'SELECT COUNT(*) FROM "{t}"')).scalar_one()) for t in names}
