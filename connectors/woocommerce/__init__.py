@@ -31,6 +31,7 @@ from typing import Any
 from app.config import Settings
 from app.crypto import Vault
 from app.db import Database
+from app.errors import InvalidInput
 from app.events import Event, Ignored, OrderAmended, OrderChanged
 from app.models import Shop
 from app.shop_settings import ShopSettings
@@ -53,7 +54,7 @@ def store_from_source(raw: str | None) -> str | None:
         return None
     try:
         return normalize_store_url(raw)
-    except ValueError:  # InvalidInput is a ValueError
+    except InvalidInput:
         return None
 
 
