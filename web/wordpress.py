@@ -104,13 +104,15 @@ def connect_return() -> ResponseReturnValue:
 
 
 def launch_signature(secret: str, store: str, user: str, ts: str) -> str:
-    """What the plugin signs: hex HMAC-SHA256 of `store|user|ts` with the store's launch secret."""
+    """What the plugin signs: hex HMAC-SHA256 of `store|user|ts` with the store's launch secret,
+    `store` exactly as sent (the plugin's `home_url('/')`), so neither side has to normalize it."""
     return hmac.new(secret.encode(), f"{store}|{user}|{ts}".encode(), hashlib.sha256).hexdigest()
 
 
 @bp.get("/wordpress/launch")
 def launch() -> ResponseReturnValue:
-    store = store_from_source(request.args.get("store"))
+    raw_store = request.args.get("store", "")
+    store = store_from_source(raw_store)
     user, ts, sig = (request.args.get(k, "") for k in ("user", "ts", "sig"))
     if store is None:
         return _refuse(400, "store is missing or not a store URL")
@@ -123,7 +125,7 @@ def launch() -> ResponseReturnValue:
     if shop is None or shop.id is None or shop.uninstalled_at is not None or not secret:
         return _refuse(401, "this store is not connected to Clawback")
     given = request.args.get("sig", "").encode() if sig.isascii() else b""
-    if not hmac.compare_digest(launch_signature(secret, store, user, ts).encode(), given):
+    if not hmac.compare_digest(launch_signature(secret, raw_store, user, ts).encode(), given):
         return _refuse(401, "the launch signature is not valid")
     location = url_for("admin.features", t=mint(shop.id, "wordpress"))
     response = Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
