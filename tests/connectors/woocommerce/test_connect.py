@@ -77,6 +77,14 @@ def store_api(rsps: responses.RequestsMock, *, plugin: bool = True, fail_webhook
     return created
 
 
+def connected(client: FlaskClient) -> list[Any]:
+    """A store connected through the whole exchange; the webhooks it was asked to create."""
+    created = store_api(responses.mock)
+    token = start(client)["user_id"]
+    assert client.post("/auth/woocommerce/callback", json=keys(token)).status_code == 200
+    return created
+
+
 def shop_row(db: Database) -> Shop:
     with db.session() as session:
         return session.exec(select(Shop).where(Shop.domain == STORE)).one()
@@ -283,9 +291,7 @@ def test_the_return_page_says_what_happened(client: FlaskClient) -> None:
 def test_disconnect_deletes_the_webhooks_and_forgets_the_keys(
     app: Flask, client: FlaskClient, runner: FlaskCliRunner, db: Database
 ) -> None:
-    store_api(responses.mock)
-    token = start(client)["user_id"]
-    assert client.post("/auth/woocommerce/callback", json=keys(token)).status_code == 200
+    connected(client)
     for webhook_id in (142, 143, 144):
         responses.delete(f"{API}/webhooks/{webhook_id}", json={"id": webhook_id})
     responses.delete(f"{API}/webhooks/145", status=404, json={"code": "woocommerce_rest_webhook_invalid_id"})
@@ -302,9 +308,7 @@ def test_disconnect_deletes_the_webhooks_and_forgets_the_keys(
 def test_disconnect_changes_nothing_when_the_store_refuses(
     app: Flask, client: FlaskClient, runner: FlaskCliRunner, db: Database
 ) -> None:
-    store_api(responses.mock)
-    token = start(client)["user_id"]
-    assert client.post("/auth/woocommerce/callback", json=keys(token)).status_code == 200
+    connected(client)
     responses.delete(f"{API}/webhooks/142", status=503)
     before = credentials(app, db)
     result = runner.invoke(cli, ["shop", "disconnect", "--shop", STORE])
@@ -325,9 +329,7 @@ def launch_query(secret: str, *, store: str = STORE + "/", user: str = "1", ts: 
 def test_a_signed_launch_opens_the_pages_framable_by_that_store_only(
     app: Flask, client: FlaskClient, db: Database
 ) -> None:
-    store_api(responses.mock)
-    token = start(client)["user_id"]
-    assert client.post("/auth/woocommerce/callback", json=keys(token)).status_code == 200
+    connected(client)
     secret = credentials(app, db)["launch_secret"]
     response = client.get("/wordpress/launch", query_string=launch_query(secret))
     assert response.status_code == 302
@@ -346,9 +348,7 @@ def test_a_signed_launch_opens_the_pages_framable_by_that_store_only(
 def test_a_launch_that_is_not_signed_by_the_store_is_refused(
     app: Flask, client: FlaskClient, db: Database, case: str, status: int
 ) -> None:
-    store_api(responses.mock)
-    token = start(client)["user_id"]
-    assert client.post("/auth/woocommerce/callback", json=keys(token)).status_code == 200
+    connected(client)
     secret = credentials(app, db)["launch_secret"]
     query = {
         "wrong secret": launch_query("not-the-secret"),

@@ -13,16 +13,17 @@ from sqlmodel import select
 
 from app.db import Database
 from app.models import Writeback
-from tests.connectors.woocommerce.payloads import CUSTOMER, STORE, order
+from tests.connectors.woocommerce.payloads import CUSTOMER, SECRET, STORE, order
 from tests.connectors.woocommerce.test_webhooks import accepted, balance, clawback, configure, moves
+from tests.connectors.woocommerce.test_webhooks import store as store  # the shared fixture
 
 API = f"{STORE}/wp-json/wc/v3"
 LATER = "2099-01-01T00:00:00+00:00"
 
 
 @pytest.fixture(autouse=True)
-def keys(runner: FlaskCliRunner) -> None:
-    """The store also has REST keys (as the key exchange leaves it)."""
+def keys(store: None, runner: FlaskCliRunner) -> None:
+    """The store of the webhook tests, with REST keys too (as the key exchange leaves it)."""
     clawback(
         runner,
         "shop",
@@ -32,13 +33,12 @@ def keys(runner: FlaskCliRunner) -> None:
         "--url",
         STORE,
         "--webhook-secret",
-        "wc-webhook-secret-of-the-store",
+        SECRET,
         "--key",
         "ck_" + "a" * 40,
         "--secret",
         "cs_" + "b" * 40,
     )
-    configure(runner, "revert.enabled=true", "revert.statuses=refunded,cancelled,partially_refunded,returned")
 
 
 def run_writebacks(runner: FlaskCliRunner) -> None:
@@ -163,40 +163,17 @@ def test_reconcile_pulls_orders_modified_after_the_last_sync(client: FlaskClient
         order(order_id=100 + i, customer_id=0) for i in range(99)
     ]
     second = [order(order_id=2, minutes=6)]
-    responses.get(
-        f"{API}/orders",
-        match=[
-            responses.matchers.query_param_matcher(
-                {
-                    "modified_after": "2026-11-20T11:00:00",
-                    "dates_are_gmt": "true",
-                    "orderby": "id",
-                    "order": "asc",
-                    "per_page": "100",
-                    "page": "1",
-                    "status": "any",
-                }
-            )
-        ],
-        json=first,
-    )
-    responses.get(
-        f"{API}/orders",
-        match=[
-            responses.matchers.query_param_matcher(
-                {
-                    "modified_after": "2026-11-20T11:00:00",
-                    "dates_are_gmt": "true",
-                    "orderby": "id",
-                    "order": "asc",
-                    "per_page": "100",
-                    "page": "2",
-                    "status": "any",
-                }
-            )
-        ],
-        json=second,
-    )
+    for number, orders in ((1, first), (2, second)):
+        query = {
+            "modified_after": "2026-11-20T11:00:00",
+            "dates_are_gmt": "true",
+            "orderby": "id",
+            "order": "asc",
+            "per_page": "100",
+            "page": str(number),
+            "status": "any",
+        }
+        responses.get(f"{API}/orders", match=[responses.matchers.query_param_matcher(query)], json=orders)
     report = json.loads(clawback(runner, "reconcile", "--shop", STORE, "--since", "2026-11-20T11:00:00+00:00"))
     assert report["orders_seen"] == 101
     assert report["orders_changed"] == 2
