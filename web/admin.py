@@ -98,7 +98,7 @@ def _render(template: str, status: int = 200, **context: Any) -> ResponseReturnV
         kept=kept_params(),
         api_key=services().settings.shopify_api_key,
         saved=request.args.get("saved") == "1",
-        features=FEATURES,
+        features=[f for f in FEATURES if not f.platforms or shop.platform in f.platforms],
         **context,
     )
     return page, status
@@ -134,6 +134,7 @@ class Feature:
     blurb: str
     is_on: Callable[[ShopSettings], bool]
     summary: Callable[[ShopSettings, Shop], str]
+    platforms: tuple[str, ...] = ()  # shown only for these platforms (all when empty)
 
 
 def _statuses(values: list[str]) -> str:
@@ -164,6 +165,13 @@ FEATURES: tuple[Feature, ...] = (
             "Hold earned coins for the return window before customers can spend them.",
             lambda s: s.earn.delay_days > 0,
             lambda s, _shop: f"Held for {s.earn.delay_days} days" if s.earn.delay_days else "Coins are usable at once"),
+    Feature("admin.woocommerce", "Order Statuses and Tags", "WooCommerce",
+            "Say what your custom order statuses mean, and what counts as an order's tags.",
+            lambda s: bool(s.woocommerce.status_map or s.woocommerce.tag_meta_keys or s.woocommerce.coupon_tags),
+            lambda s, _shop: f"{len(s.woocommerce.status_map)} mapped statuses; tags from "
+            + (", ".join([*s.woocommerce.tag_meta_keys, *(["coupons"] if s.woocommerce.coupon_tags else [])])
+               or "custom statuses only"),
+            platforms=("woocommerce",)),
 )  # fmt: skip
 
 
@@ -172,6 +180,8 @@ def features_page() -> ResponseReturnValue:
     settings = shop_settings(current_shop())
     sections: dict[str, list[tuple[Feature, bool, str]]] = {}
     for feature in FEATURES:
+        if feature.platforms and current_shop().platform not in feature.platforms:
+            continue
         sections.setdefault(feature.section, []).append(
             (feature, feature.is_on(settings), feature.summary(settings, current_shop()))
         )
@@ -377,6 +387,44 @@ def delayed() -> ResponseReturnValue:
 @signed_in
 def delayed_save() -> ResponseReturnValue:
     return _save(DELAYED)
+
+
+# WooCommerce: order statuses and tags
+
+
+def _woo_values(s: ShopSettings, form: MultiDict[str, str] | None) -> Values:
+    w = s.woocommerce
+    if form is None:
+        return {"status_map": "\n".join(f"{slug} = {meaning}" for slug, meaning in w.status_map.items()),
+                "tag_meta_keys": ", ".join(w.tag_meta_keys), "coupon_tags": w.coupon_tags}  # fmt: skip
+    return {"status_map": form.get("status_map", ""), "tag_meta_keys": form.get("tag_meta_keys", ""),
+            "coupon_tags": bool(form.get("coupon_tags"))}  # fmt: skip
+
+
+def _woo_changes(form: MultiDict[str, str], _current: ShopSettings) -> dict[str, Any]:
+    # One mapping per line ("slug = meaning"); the settings parser takes "slug=meaning,…".
+    lines = [line.replace(" ", "") for line in form.get("status_map", "").splitlines() if line.strip()]
+    return {"woocommerce.status_map": ",".join(lines), "woocommerce.tag_meta_keys": form.get("tag_meta_keys", ""),
+            "woocommerce.coupon_tags": _checkbox(form, "coupon_tags")}  # fmt: skip
+
+
+WOOCOMMERCE = SettingsPage("admin.woocommerce", "woocommerce.html", _woo_values, _woo_changes)
+
+
+@bp.get("/features/woocommerce")
+@signed_in
+def woocommerce() -> ResponseReturnValue:
+    if current_shop().platform != "woocommerce":
+        return _not_found("WooCommerce settings")
+    return _render_settings(WOOCOMMERCE)
+
+
+@bp.post("/features/woocommerce")
+@signed_in
+def woocommerce_save() -> ResponseReturnValue:
+    if current_shop().platform != "woocommerce":
+        return _not_found("WooCommerce settings")
+    return _save(WOOCOMMERCE)
 
 
 # --- activity ------------------------------------------------------------------------------------
