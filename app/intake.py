@@ -9,18 +9,20 @@ module stays free of any platform.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, bindparam, insert, update
+from sqlalchemy import select as core_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app import privacy
-from app.db import Database
+from app.db import READ_ONLY, Database
 from app.events import (
     AppUninstalled,
     CustomerDataRequested,
@@ -44,8 +46,43 @@ class MalformedDelivery(ValueError):
     """The body cannot be understood (bad JSON, missing fields). Retrying cannot fix it."""
 
 
+_DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
+_INSERTS: dict[str, Any] = {}
+
+
+def _insert_statement(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (shop_id, delivery_id) DO NOTHING RETURNING id, built once per dialect
+    (the values come as parameters, so SQLAlchemy compiles it once and caches it)."""
+    stmt = _INSERTS.get(dialect)
+    if stmt is None:
+        if dialect == "postgresql":
+            stmt = pg_insert(_DELIVERIES).on_conflict_do_nothing(index_elements=["shop_id", "delivery_id"])
+        elif dialect == "sqlite":
+            stmt = sqlite_insert(_DELIVERIES).on_conflict_do_nothing(index_elements=["shop_id", "delivery_id"])
+        else:  # pragma: no cover - only the two supported databases
+            stmt = insert(_DELIVERIES)
+        stmt = _INSERTS[dialect] = stmt.returning(_DELIVERIES.c.id)
+    return stmt
+
+
+def _values(
+    shop_id: int, platform: str, topic: str, delivery_id: str, body: bytes, headers: Mapping[str, str]
+) -> dict[str, Any]:
+    return {
+        "shop_id": shop_id,
+        "platform": platform,
+        "topic": topic[:100],
+        "delivery_id": delivery_id[:200],
+        "body": body,
+        "headers": dict(headers),
+        "received_at": utcnow(),
+        "status": "received",
+        "attempts": 0,
+    }
+
+
 def store_delivery(
-    session: Session,
+    session: Session | Connection,
     *,
     shop_id: int,
     platform: str,
@@ -59,27 +96,64 @@ def store_delivery(
     One INSERT … ON CONFLICT DO NOTHING: the UNIQUE (shop_id, delivery_id) constraint decides
     whether this is a duplicate, so two racing requests cannot both store it.
     """
-    values: dict[str, Any] = {
-        "shop_id": shop_id,
-        "platform": platform,
-        "topic": topic[:100],
-        "delivery_id": delivery_id[:200],
-        "body": body,
-        "headers": dict(headers),
-        "received_at": utcnow(),
-        "status": "received",
-        "attempts": 0,
-    }
-    table = WebhookDelivery.__table__  # type: ignore[attr-defined]
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt: Any = pg_insert(table).values(values).on_conflict_do_nothing(index_elements=["shop_id", "delivery_id"])
-    elif dialect == "sqlite":
-        stmt = sqlite_insert(table).values(values).on_conflict_do_nothing(index_elements=["shop_id", "delivery_id"])
-    else:  # pragma: no cover - only the two supported databases
-        stmt = insert(table).values(values)
-    row = session.execute(stmt.returning(table.c.id)).first()
+    dialect = session.get_bind().dialect.name if isinstance(session, Session) else session.dialect.name
+    values = _values(shop_id, platform, topic, delivery_id, body, headers)
+    row = session.execute(_insert_statement(dialect), values).first()
     return None if row is None else int(row[0])
+
+
+_SHOPS = Shop.__table__  # type: ignore[attr-defined]
+_FIND_SHOP = core_select(_SHOPS).where(
+    _SHOPS.c.platform == bindparam("platform"), _SHOPS.c.domain == bindparam("domain")
+)
+
+
+def find_shop(db: Database, platform: str, domain: str) -> Shop | None:
+    """The shop a webhook's header names, read with Core in a transaction that takes no write
+    lock. The row has every column of a Shop as an attribute and stands in for one (read-only):
+    building the ORM object would cost as much again as the query."""
+    with db.read() as conn:
+        row = conn.execute(_FIND_SHOP, {"platform": platform, "domain": domain}).first()
+    return cast(Shop, row)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What `accept` did: stored a new delivery, or found it already stored (and in what state)."""
+
+    id: int
+    duplicate: bool
+    status: str = "received"
+    attempts: int = 0
+
+
+def accept(
+    db: Database,
+    *,
+    shop_id: int,
+    platform: str,
+    topic: str,
+    delivery_id: str,
+    body: bytes,
+    headers: Mapping[str, str],
+) -> Accepted:
+    """The webhook's whole write: one INSERT in its own short transaction, committed (durable)
+    before this returns. No ORM, no second write: the stored row is the job (see `pending`).
+    A duplicate costs one more read, outside any write lock, to report the stored row's state."""
+    with db.write() as conn:
+        pk = store_delivery(conn, shop_id=shop_id, platform=platform, topic=topic, delivery_id=delivery_id,
+                            body=body, headers=headers)  # fmt: skip
+    if pk is not None:
+        return Accepted(pk, duplicate=False)
+    with db.read() as conn:
+        found = conn.execute(
+            select(_DELIVERIES.c.id, _DELIVERIES.c.status, _DELIVERIES.c.attempts).where(
+                _DELIVERIES.c.shop_id == shop_id, _DELIVERIES.c.delivery_id == delivery_id[:200]
+            )
+        ).first()
+    if found is None:  # stored, then erased with its shop (shop/redact) in between
+        return Accepted(0, duplicate=True, status="missing")
+    return Accepted(int(found[0]), duplicate=True, status=str(found[1]), attempts=int(found[2]))
 
 
 def process_delivery(db: Database, delivery_pk: int, parse: Parser, *, now: datetime | None = None) -> str:
@@ -144,7 +218,183 @@ def _record_error(db: Database, delivery_pk: int, exc: Exception) -> None:
             session.add(delivery)
 
 
-def _carry_out(session: Session, shop: Shop, delivery: WebhookDelivery, events: list[Event], now: datetime) -> str:
+# --- batches: the stored rows are the queue ------------------------------------------------------
+
+
+@dataclass
+class Pending:
+    """A stored delivery read for processing, parsed outside any write transaction. It stands in
+    for the row in `_carry_out` (the same attributes), and the changes are written back at once."""
+
+    id: int
+    shop_id: int
+    platform: str
+    topic: str
+    delivery_id: str
+    body: bytes
+    received_at: datetime
+    headers: dict[str, Any] = field(default_factory=dict)
+    order_ref: str | None = None
+    customer_ref: str | None = None
+    last_error: str | None = None
+    events: list[Event] = field(default_factory=list)
+    error: Exception | None = None  # parsing raised this
+
+
+@dataclass
+class BatchResult:
+    statuses: dict[int, str] = field(default_factory=dict)  # delivery id -> final status
+    retry: list[tuple[int, str]] = field(default_factory=list)  # (id, platform) that raised: retry later
+    transactions: int = 0
+
+
+def pending(db: Database, parser_for: Callable[[str], Parser], limit: int = 100) -> list[Pending]:
+    """The oldest deliveries never tried (status 'received', no attempt yet), read and parsed
+    without taking a write lock. Deliveries that were tried and failed belong to the job queue's
+    retries (with backoff) and to the sweep, never to this poll, so a poison delivery is not
+    picked up again and again."""
+    with db.read() as conn:
+        rows = conn.execute(
+            core_select(
+                _DELIVERIES.c.id,
+                _DELIVERIES.c.shop_id,
+                _DELIVERIES.c.platform,
+                _DELIVERIES.c.topic,
+                _DELIVERIES.c.delivery_id,
+                _DELIVERIES.c.body,
+                _DELIVERIES.c.received_at,
+            )
+            .where(_DELIVERIES.c.status == "received", _DELIVERIES.c.attempts == 0)
+            .order_by(_DELIVERIES.c.id)
+            .limit(limit)
+        ).all()
+    if not rows:
+        return []
+    with Session(db.engine, expire_on_commit=False) as session:
+        session.connection(execution_options={READ_ONLY: True})
+        shop_ids = {int(r[1]) for r in rows}
+        shops = {s.id: s for s in session.exec(select(Shop).where(col(Shop.id).in_(shop_ids)))}
+    found = []
+    for pk, shop_id, platform, topic, delivery_id, body, received_at in rows:
+        item = Pending(int(pk), int(shop_id), platform, topic, delivery_id, bytes(body), as_utc(received_at))
+        shop = shops.get(item.shop_id)
+        if shop is not None:
+            try:
+                item.events = parser_for(platform)(topic, item.body, shop)
+            except Exception as exc:  # MalformedDelivery, or anything else: decided when applied
+                item.error = exc
+        found.append(item)
+    return found
+
+
+def process_batch(
+    db: Database, batch: list[Pending], *, now: datetime | None = None, budget_s: float = 0.025
+) -> BatchResult:
+    """Apply parsed deliveries to the ledger, several per transaction, each in its own savepoint.
+
+    Oldest first, one after another, so two deliveries of one order apply in arrival order (and
+    on PostgreSQL the order row lock serializes them against any other worker). A delivery that
+    raises is rolled back to its savepoint alone: its attempt and error are recorded in the same
+    transaction and it is returned in `retry` for the job queue's backoff, while the others
+    commit. A malformed one is marked failed. Each transaction stops taking new deliveries after
+    `budget_s`, so the single SQLite writer lock is never held long: a webhook's INSERT waits at
+    most about that long.
+    """
+    result = BatchResult()
+    todo = list(batch)
+    erased: set[int] = set()
+    while todo:
+        with db.session() as session:
+            result.transactions += 1
+            began = time.perf_counter()
+            live = set(
+                session.exec(
+                    select(WebhookDelivery.id)
+                    .where(
+                        col(WebhookDelivery.id).in_([d.id for d in todo]),
+                        WebhookDelivery.status == "received",
+                        WebhookDelivery.attempts == 0,
+                    )
+                    .with_for_update(skip_locked=True)
+                ).all()
+            )
+            taken = 0
+            for item in todo:
+                if taken and time.perf_counter() - began > budget_s:
+                    break
+                taken += 1
+                if item.id not in live or item.shop_id in erased:
+                    # Done meanwhile (another worker, a job, a replay), or erased with its shop.
+                    result.statuses[item.id] = "skipped"
+                    continue
+                try:
+                    with session.begin_nested():
+                        status = _apply_pending(session, item, now or utcnow())
+                except Exception as exc:
+                    log.warning("delivery %s failed, to be retried: %s: %s", item.id, type(exc).__name__, exc)
+                    session.execute(
+                        update(_DELIVERIES)
+                        .where(_DELIVERIES.c.id == item.id)
+                        .values(attempts=_DELIVERIES.c.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:2000])
+                    )
+                    result.statuses[item.id] = "retry"
+                    result.retry.append((item.id, item.platform))
+                    continue
+                if status == "erased":
+                    erased.add(item.shop_id)
+                result.statuses[item.id] = status
+        todo = todo[taken:]
+        if todo:
+            time.sleep(0.001)  # between transactions: a webhook waiting for the write lock takes it
+    return result
+
+
+def _apply_pending(session: Session, item: Pending, now: datetime) -> str:
+    values: dict[str, Any]
+    if item.error is not None:
+        if not isinstance(item.error, MalformedDelivery):
+            raise item.error
+        values = {"status": "failed", "last_error": f"malformed: {item.error}", "processed_at": utcnow()}
+        status = "failed"
+    else:
+        shop = session.get(Shop, item.shop_id)
+        if shop is None:
+            return "missing"  # the shop was erased meanwhile
+        body = item.body
+        status = _carry_out(session, shop, item, item.events, now)
+        if status == "erased":
+            return status  # the row went with the shop
+        values = {
+            "status": status,
+            "last_error": item.last_error if status == "ignored" else None,
+            "processed_at": utcnow(),
+            "order_ref": item.order_ref,
+            "customer_ref": item.customer_ref,
+        }
+        if item.body is not body:  # erased by a customer redaction
+            values |= {"body": item.body, "headers": item.headers}
+    session.flush()
+    session.execute(
+        update(_DELIVERIES).where(_DELIVERIES.c.id == item.id).values(attempts=_DELIVERIES.c.attempts + 1, **values)
+    )
+    return status
+
+
+class _Delivery(Protocol):
+    """What `_carry_out` reads and sets: a WebhookDelivery row, or a `Pending` one."""
+
+    platform: str
+    delivery_id: str
+    topic: str
+    body: bytes
+    headers: dict[str, Any]
+    received_at: datetime
+    order_ref: str | None
+    customer_ref: str | None
+    last_error: str | None
+
+
+def _carry_out(session: Session, shop: Shop, delivery: _Delivery, events: list[Event], now: datetime) -> str:
     source = f"{delivery.platform}:webhook:{delivery.delivery_id}"
     status = "ignored"
     for event in events:
@@ -208,6 +458,6 @@ def apply_amendment(session: Session, shop: Shop, event: OrderAmended, *, source
     return apply_snapshot(session, shop, amended, source=source, now=now)
 
 
-def _log(delivery: WebhookDelivery, outcome: Outcome) -> None:
+def _log(delivery: _Delivery, outcome: Outcome) -> None:
     context = {"topic": delivery.topic, "delivery_id": delivery.delivery_id, "order_id": outcome.order_ref}
     log.info("processed: %d entries, %+d coins", len(outcome.entries), outcome.coins_delta, extra=context)

@@ -14,12 +14,15 @@ module imports no connector.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from huey import Huey, MemoryHuey, PostgresHuey, RedisHuey, SqliteHuey, crontab
+from huey.consumer import Consumer, Worker
 from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
@@ -33,6 +36,7 @@ PROCESS_RETRIES = 6  # 2 s, 4 s, 8 s, … about two minutes in all, then the dea
 # A delivery still 'received' this long after arrival lost its job. Longer than the whole retry
 # schedule (2 + 4 + … + 64 = 126 s), so a delivery waiting for a retry is not swept twice.
 SWEEP_AFTER_S = 600
+BATCH = 100  # stored deliveries read per poll; each write transaction takes what fits in ~25 ms
 
 
 def make_huey(queue_url: str, database_url: str) -> Huey:
@@ -81,6 +85,13 @@ class Jobs:
         huey.periodic_task(crontab(minute="*/5"), name="release_due")(self.release_due)
         huey.periodic_task(crontab(minute="*"), name="sweep_deliveries")(self.sweep)
         huey.periodic_task(crontab(minute="17"), name="reconcile_all")(self.reconcile_all)
+        self._polling = threading.Lock()
+        # `huey.create_consumer(...)` (the worker command) builds workers that poll stored
+        # deliveries first: see DeliveryWorker.
+        huey.create_consumer = self._consumer
+
+    def _consumer(self, **options: Any) -> Consumer:
+        return _Consumer(self, **options)
 
     # --- tasks ----------------------------------------------------------------------------------
 
@@ -136,10 +147,83 @@ class Jobs:
             reports.append({"shop": report.shop, "orders_changed": report.orders_changed})
         return reports
 
+    # --- the stored deliveries are the queue ------------------------------------------------------
+
+    def poll_deliveries(self, limit: int = BATCH) -> int:
+        """Process the oldest stored deliveries never tried yet, in batches; return how many.
+
+        Webhook intake writes one row and enqueues nothing (on SQLite a queue entry would be a
+        second write, in a second database, per webhook): the worker reads what is waiting, parses
+        it outside any write lock and applies it several deliveries per transaction. One thread per
+        process polls at a time (SQLite has one writer anyway; on PostgreSQL several workers claim
+        disjoint rows with FOR UPDATE SKIP LOCKED). A delivery that raises goes to the queue's
+        `process_delivery` task for its retries with backoff, then to the dead-letter list.
+        """
+        if not self._polling.acquire(blocking=False):
+            return 0
+        try:
+            batch = intake.pending(self.db, self.parser_for, limit)
+            if not batch:
+                return 0
+            log.info("applying %d stored deliveries", len(batch))
+            result = intake.process_batch(self.db, batch)
+        except Exception:
+            log.exception("processing stored deliveries failed; trying again shortly")
+            time.sleep(1)
+            return 0
+        finally:
+            self._polling.release()
+        for pk, platform in result.retry:
+            self.retry_later(pk, platform)
+        return sum(1 for status in result.statuses.values() if status != "skipped")
+
+    def retry_later(self, delivery_pk: int, platform: str) -> None:
+        """The first attempt (the poll's) failed: the queue's task takes the remaining ones, on the
+        same schedule as if it had made the first (2 s, then 4 s, 8 s, …)."""
+        try:
+            self.process.schedule((delivery_pk, platform), delay=2, retries=PROCESS_RETRIES - 1, retry_delay=4)
+        except Exception:
+            # Recorded as tried, so not polled again; the sweep re-enqueues it.
+            log.exception("could not schedule the retry of delivery %s; the sweep will", delivery_pk)
+
     # --- for callers ----------------------------------------------------------------------------
 
+    def delivery_stored(self, delivery_pk: int, platform: str) -> None:
+        """A webhook was stored (or stored before and still waits). Workers poll stored deliveries,
+        so there is nothing to enqueue; only the inline queue of the tests runs it here and now."""
+        if self.huey.immediate:
+            self.process(delivery_pk, platform)
+
     def enqueue(self, delivery_pk: int, platform: str) -> None:
+        """A `process_delivery` job for one delivery (sweeps, retries after a crash, tests)."""
         self.process(delivery_pk, platform)
 
     def pending(self) -> int:
         return int(self.huey.pending_count())
+
+
+class DeliveryWorker(Worker):
+    """A Huey worker that takes stored deliveries (in batches) before the queue's tasks.
+
+    While deliveries keep coming it keeps polling them, and looks at the queue once a second
+    (retries, write-backs, the schedules' tasks) so those never starve.
+    """
+
+    jobs: Jobs
+
+    def loop(self, now: Any = None) -> None:
+        if self.jobs.poll_deliveries():
+            self.delay = self.default_delay
+            last = getattr(self, "_queue_seen", 0.0)
+            if time.monotonic() - last < 1.0:
+                return
+            self._queue_seen = time.monotonic()
+            if not self.huey.pending_count():
+                return
+        super().loop(now)
+
+
+class _Consumer(Consumer):
+    def __init__(self, jobs: Jobs, **options: Any) -> None:
+        self.worker_class = type("DeliveryWorker", (DeliveryWorker,), {"jobs": jobs})
+        super().__init__(jobs.huey, **options)

@@ -80,7 +80,7 @@ def apply_snapshot(
     if merged.customer_id is None:
         outcome.note = "guest order: nothing to earn or return"
         return outcome
-    settings = ShopSettings.from_stored(shop.settings)
+    settings = ShopSettings.cached(shop.settings)
     customer = ledger.lock_customer(session, order.shop_id, merged.customer_id, merged.customer_email)
     if merged.customer_tags - {normalize_tag(t) for t in customer.tags}:
         customer.tags = sorted(set(customer.tags) | merged.customer_tags)
@@ -233,7 +233,7 @@ def post(session: Session, shop: Shop, customer: Customer, posting: Posting) -> 
         writebacks.intend(session, customer.shop_id, "order_note", f"note:{posting.key}", {
             "order_id": entry.order_ref, "note": f"Clawback: {entry.explanation}",
         })  # fmt: skip
-    if entry is not None and entry.coins_delta and ShopSettings.from_stored(shop.settings).earn.store_credit:
+    if entry is not None and entry.coins_delta and ShopSettings.cached(shop.settings).earn.store_credit:
         writebacks.intend(session, customer.shop_id, "store_credit", f"store_credit:{posting.key}", {
             "customer_id": customer.platform_customer_id, "minor_units": entry.coins_delta,
             "currency": shop.currency, "entry_key": posting.key, "explanation": entry.explanation,
@@ -250,7 +250,7 @@ def settle_redemptions(
     outcome: Outcome | None = None,
 ) -> None:
     """Link redemptions to this order (by order id or discount code) and return what is due."""
-    settings = ShopSettings.from_stored(shop.settings)
+    settings = ShopSettings.cached(shop.settings)
     query = select(Redemption).where(Redemption.shop_id == customer.shop_id).with_for_update()
     linked = session.exec(query.where(Redemption.order_ref == snap.order_id)).all()
     if snap.discount_codes:

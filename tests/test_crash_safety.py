@@ -52,10 +52,12 @@ WAIT_S = 30  # the longest any one wait may take; each test stays well under a m
 A, B = ORDER, ORDER + 1  # two orders of the same customer: 200.00 and 100.00, paid
 EARNED = {A: 200, B: 100}
 # A worker whose parser raises RuntimeError (not MalformedDelivery) for bodies carrying POISON.
-# (A job carries its retry count from whoever enqueued it: the test sets PROCESS_RETRIES to 1 in
-# its own process, so the dead-letter path takes seconds rather than two minutes.)
+# (The worker's first attempt fails and it enqueues the retries: PROCESS_RETRIES is set to 1 in the
+# worker's process, so the dead-letter path takes seconds rather than two minutes.)
 POISON = "poison-generic-error"
 FAILING_WORKER = f"""
+import app.jobs
+app.jobs.PROCESS_RETRIES = 1
 from connectors.shopify import ShopifyConnector
 parse = ShopifyConnector.parse
 def failing(self, topic, raw_body, shop):
@@ -309,36 +311,36 @@ def test_worker_killed_mid_transaction_then_restarted_takes_effect_exactly_once(
     first, second = Delivery(order_payload(A, total="200.00")), Delivery(order_payload(B, total="100.00"))
     assert stack.post(first) == "accepted"
     assert stack.post(second) == "accepted"
-    assert stack.queued() == 2
+    assert stack.queued() == 0  # nothing enqueued: the stored rows are what workers poll
 
     lock = WriteLock(stack.database_url, stack.shop_id, CUSTOMER)
     try:
         doomed = stack.worker(workers=1)
-        wait_until("the worker takes the first job", lambda: stack.queued() == 1, stack.logs)
-        wait_until("the worker runs it", lambda: "Executing app.jobs.process_delivery" in stack.log(doomed), stack.logs)
+        wait_until("the worker takes both, in one batch", lambda: "applying 2 stored deliveries" in stack.log(doomed),
+                   stack.logs)  # fmt: skip
         wait_until("the worker blocks on the lock", lock.waiting, stack.logs)
-        time.sleep(0.5)  # SQLite cannot show the waiter: give it time to reach busy_timeout
-        assert "executed in" not in stack.log(doomed), stack.logs()
+        time.sleep(0.5)  # SQLite cannot show the waiter: give it time to wait for the write lock
+        assert "processed:" not in stack.log(doomed), stack.logs()
         assert doomed.poll() is None, stack.logs()
         os.kill(doomed.pid, signal.SIGKILL)
         assert doomed.wait(timeout=10) == -signal.SIGKILL
     finally:
         lock.release()
 
-    # Nothing of the interrupted transaction survived; the first job is gone with the worker.
+    # Nothing of the interrupted transaction survived: both are still waiting, never tried.
     assert stack.ledger(real=False) == []
     for d in (first, second):
         row = stack.delivery(d)
         assert (row.status, row.attempts, row.processed_at) == ("received", 0, None)
     assert stack.count(Order) == 0
-    assert stack.queued() == 1  # the second delivery's job was never taken
 
-    # The sweep (every minute in a worker) finds both still 'received' and enqueues them again:
-    # the second one now has two jobs, which a worker with two threads may run at once.
+    # A restarted worker polls them again. To make it harder, the sweep (every minute in a
+    # worker) also finds both still 'received' and enqueues a job for each: a worker with two
+    # threads may then run the poll's batch and those jobs at once, and each must count once.
     monkeypatch.setattr(app.jobs, "SWEEP_AFTER_S", 0)
     with stack.app.app_context():
         assert services().jobs.sweep() == 2
-    assert stack.queued() == 3
+    assert stack.queued() == 2
     fresh = stack.worker(workers=2)
     wait_until("both deliveries are processed", lambda: stack.settled(first, second), stack.logs)
     stack.stop(fresh)
@@ -396,8 +398,9 @@ def test_web_killed_after_storing_the_platform_retry_enqueues_it_once(stack: Sta
 
     wait_until("clawback serve answers", healthy, stack.logs)
     assert post() == (200, {"status": "duplicate"})
-    assert stack.queued() == 1  # enqueued again, this time
-    assert stack.delivery(paid).status == "received"  # and only enqueued: the web runs no jobs
+    # Stored and never tried: a worker polls stored deliveries, so nothing needs enqueuing.
+    assert stack.queued() == 0
+    assert stack.delivery(paid).status == "received"  # the web runs no jobs
 
     worker = stack.worker()
     wait_until("the delivery is processed", lambda: stack.settled(paid), stack.logs)
@@ -452,7 +455,7 @@ def test_a_poison_delivery_is_dead_lettered_and_never_blocks_the_others(
     good = [Delivery(order_payload(A, total="200.00")), Delivery(order_payload(B, total="100.00"))]
     for d in (bad, *good):  # the poison one first, and one worker thread: it must not hold the line
         assert stack.post(d) == "accepted"
-    assert stack.queued() == 3
+    assert stack.queued() == 0  # the worker polls them, in one batch
 
     worker = stack.worker(workers=1, argv=argv)
     wait_until("the good deliveries are processed", lambda: all(stack.delivery(d).status == "processed" for d in good),
@@ -485,8 +488,11 @@ def test_the_sweep_leaves_alone_a_delivery_whose_retry_is_scheduled(
     paid = Delivery(order_payload(A, total="200.00"))
     assert stack.post(paid) == "accepted"
     huey = stack.jobs.huey
-    huey.execute(huey.dequeue())  # the attempt fails: Huey schedules the retry
+    assert stack.jobs.poll_deliveries() == 1  # the first attempt (the poll's) fails: a retry job, due in 2 s
+    assert stack.jobs.poll_deliveries() == 0  # tried once: no longer the poll's
+    huey.execute(huey.dequeue())  # a worker takes the job, not due yet: Huey puts it in its schedule
     assert (stack.queued(), huey.scheduled_count(), stack.delivery(paid).status) == (0, 1, "received")
+    assert stack.delivery(paid).attempts == 1
 
     # As it stands a second before its last retry is due: it arrived sum(schedule) - 1 seconds ago.
     schedule = [2 * 2**i for i in range(app.jobs.PROCESS_RETRIES)]

@@ -16,8 +16,8 @@ from flask.typing import ResponseReturnValue
 from sqlmodel import col, select
 
 import connectors
-from app.intake import store_delivery
-from app.models import Shop, WebhookDelivery
+from app.intake import accept, find_shop
+from app.models import Shop
 from app.shops import read_credentials
 from web.extensions import get_session, services
 from web.metrics import ACCEPTED, DUPLICATES, REJECTED
@@ -52,7 +52,7 @@ def receive(platform: str) -> ResponseReturnValue:
     domain = connector.shop_hint(headers)
     shop = None
     if domain is not None:
-        shop = session.exec(select(Shop).where(Shop.platform == platform, Shop.domain == domain)).first()
+        shop = find_shop(svc.db, platform, domain)  # read without a write lock
     if connector.shop_in_body and shop is None:
         secrets = _platform_secrets(connector, platform)  # no header names the shop: any of ours may have signed
     else:
@@ -79,24 +79,21 @@ def receive(platform: str) -> ResponseReturnValue:
     context = {"shop": shop.domain, "platform": platform, "topic": delivery.topic, "delivery_id": delivery.delivery_id}
     kept = {k: v for k, v in request.headers.items() if k.startswith("X-") or k in _KEPT_HEADERS}
     kept.pop(connector.signature_header, None)
-    pk = store_delivery(session, shop_id=shop.id, platform=platform, topic=delivery.topic,
-                        delivery_id=delivery.delivery_id, body=raw, headers=kept)  # fmt: skip
-    session.commit()  # durable before we answer, and before any job can look for it
-    if pk is None:
-        # "Already have it" is a success. If we crashed between storing it and enqueuing its job,
-        # this retry is the moment to enqueue again; processing is idempotent, so it cannot double.
-        stored = session.exec(
-            select(WebhookDelivery).where(
-                WebhookDelivery.shop_id == shop.id, WebhookDelivery.delivery_id == delivery.delivery_id
-            )
-        ).one()
-        session.commit()  # end the read before a job (inline in tests) needs the database
-        if stored.status == "received" and stored.id is not None:
-            _enqueue(stored.id, platform)
+    session.commit()  # end any read first: on SQLite it would hold the write lock the INSERT needs
+    # One INSERT in its own transaction, committed (durable) before we answer; the stored row is
+    # the job: workers poll stored deliveries, so nothing else is written.
+    stored = accept(svc.db, shop_id=shop.id, platform=platform, topic=delivery.topic,
+                    delivery_id=delivery.delivery_id, body=raw, headers=kept)  # fmt: skip
+    if stored.duplicate:
+        # "Already have it" is a success. Not tried yet: a worker will poll it. Tried, and waiting
+        # for a retry whose job a crash may have lost: enqueue it again now; processing is
+        # idempotent, so it cannot double.
+        if stored.status == "received":
+            _enqueue(stored.id, platform, again=stored.attempts > 0)
         DUPLICATES.labels(platform=platform).inc()
         log.info("duplicate delivery", extra=context | {"status": "duplicate"})
         return jsonify(status="duplicate"), 200
-    _enqueue(pk, platform)
+    _enqueue(stored.id, platform, again=False)
     ACCEPTED.labels(platform=platform).inc()
     log.info("delivery accepted", extra=context | {"status": "accepted"})
     return jsonify(status="accepted"), 200
@@ -112,9 +109,10 @@ def _platform_secrets(connector: connectors.Connector, platform: str) -> list[st
     return list(found)
 
 
-def _enqueue(pk: int, platform: str) -> None:
+def _enqueue(pk: int, platform: str, *, again: bool) -> None:
     try:
-        services().jobs.enqueue(pk, platform)
+        jobs = services().jobs
+        jobs.enqueue(pk, platform) if again else jobs.delivery_stored(pk, platform)
     except Exception:
         # Stored, so not lost: the sweeper re-enqueues deliveries left unprocessed.
         log.exception("could not enqueue delivery %s; the sweeper will pick it up", pk)
