@@ -37,6 +37,9 @@ def run(host: str, port: int, workers: int) -> None:
         "timeout": 30,
         "graceful_timeout": 10,
         "accesslog": "-",
+        # The path without its query and no referer: the merchant pages carry their session token
+        # in `t`, and no token may reach a log.
+        "access_log_format": '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss "%(a)s"',
         # gunicorn's control socket defaults to one path per user: two servers would share it.
         "control_socket_disable": True,
         "when_ready": on_ready(host, port),

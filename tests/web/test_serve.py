@@ -96,6 +96,10 @@ def test_demo_then_serve(tmp_path: Path) -> None:
         assert "Clawback Demo Store" in index
         assert f"Clawback is running: open {base}/" in stdout.read_text()
         wait_for(lambda: stderr.read_text().count("Booting worker with pid") == 2, server, log)
+        # The merchant pages carry their session token in `t`: the access log keeps the path only.
+        assert get(f"{base}/healthz?t=secret-session-token")[0] == 200
+        wait_for(lambda: '"GET /healthz HTTP/1.1" 200' in log(), server, log)
     finally:
         stop(server)
     assert server.returncode == 0, f"clawback serve did not stop cleanly on SIGTERM:\n{log()}"
+    assert "secret-session-token" not in log()
