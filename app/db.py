@@ -9,6 +9,8 @@ row locks PostgreSQL takes with SELECT … FOR UPDATE). A read that will not wri
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -33,30 +35,54 @@ BUSY_TIMEOUT_S = 30
 READ_ONLY = "clawback_read_only"  # an execution option: this transaction only reads
 
 
-def _begin_immediate(dbapi_conn: Any) -> None:
-    """BEGIN IMMEDIATE, waiting for the write lock with short, steady polls.
+def _begin_immediate(dbapi_conn: Any, waiters: str | None) -> None:
+    """BEGIN IMMEDIATE, waiting for the write lock with short, steady polls, and saying so.
 
     SQLite's own busy handler sleeps 1, 2, 5, … then 100 ms between tries, so a small write (a
     webhook's INSERT) that arrives while the job worker holds the lock could sleep past many
     chances to take it: seconds of tail latency under load. Instead: no busy handler for the
-    BEGIN itself, and retry every 0.25 to 2 ms (each try is a few microseconds), for as long as
+    BEGIN itself, and retry every 0.1 to 0.5 ms (a try is a few microseconds), for as long as
     busy_timeout would have waited. Statements inside the transaction keep the busy_timeout.
+
+    While it waits, it holds a shared flock on the `waiters` file beside the database, which is
+    how the job worker knows a writer is waiting (`Database.writers_waiting`): it then commits its
+    batch early and steps aside, so a webhook waits for one delivery's processing, not a batch's.
     """
+    dbapi_conn.execute("PRAGMA busy_timeout=0")
+    fd = None
     try:
-        dbapi_conn.execute("PRAGMA busy_timeout=0")
+        try:
+            dbapi_conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+        if waiters is not None:
+            fd = os.open(waiters, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_SH)
         deadline = time.monotonic() + BUSY_TIMEOUT_S
-        pause = 0.00025
+        pause = 0.0001
         while True:
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.0005)
             try:
                 dbapi_conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.002)
     finally:
+        if fd is not None:
+            os.close(fd)  # and with it the shared lock: no longer waiting
         dbapi_conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+
+
+def waiters_file(url: str) -> str | None:
+    """The file beside a SQLite database that waiting writers hold a shared lock on."""
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return parsed.database + "-writers"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -66,6 +92,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return create_engine(url, pool_pre_ping=True, **kwargs)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    waiters = waiters_file(url)
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -101,7 +128,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         if conn.get_execution_options().get(READ_ONLY):
             conn.exec_driver_sql("BEGIN")  # deferred: a snapshot for reading, no write lock
         else:
-            _begin_immediate(conn.connection.dbapi_connection)
+            _begin_immediate(conn.connection.dbapi_connection, waiters)
 
     return engine
 
@@ -112,6 +139,22 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url)
+        self._waiters = waiters_file(self.url)
+        self._waiters_fd: int | None = None
+
+    def writers_waiting(self) -> bool:
+        """Whether another transaction is waiting for SQLite's write lock right now (always False
+        on PostgreSQL, whose row locks let writers of different rows run side by side)."""
+        if self._waiters is None:
+            return False
+        if self._waiters_fd is None:
+            self._waiters_fd = os.open(self._waiters, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._waiters_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True  # someone holds it shared: waiting in _begin_immediate
+        fcntl.flock(self._waiters_fd, fcntl.LOCK_UN)
+        return False
 
     @property
     def is_sqlite(self) -> bool:
@@ -151,3 +194,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._waiters_fd is not None:
+            os.close(self._waiters_fd)
+            self._waiters_fd = None

@@ -34,7 +34,7 @@ from app.events import (
     ShopRedacted,
 )
 from app.models import Order, Shop, WebhookDelivery, as_utc, utcnow
-from app.service import Outcome, apply_snapshot
+from app.service import BATCH, Outcome, apply_snapshot
 from app.snapshot import STICKY, OrderSnapshot
 
 log = logging.getLogger(__name__)
@@ -288,7 +288,7 @@ def pending(db: Database, parser_for: Callable[[str], Parser], limit: int = 100)
 
 
 def process_batch(
-    db: Database, batch: list[Pending], *, now: datetime | None = None, budget_s: float = 0.025
+    db: Database, batch: list[Pending], *, now: datetime | None = None, budget_s: float = 0.1
 ) -> BatchResult:
     """Apply parsed deliveries to the ledger, several per transaction, each in its own savepoint.
 
@@ -297,31 +297,34 @@ def process_batch(
     raises is rolled back to its savepoint alone: its attempt and error are recorded in the same
     transaction and it is returned in `retry` for the job queue's backoff, while the others
     commit. A malformed one is marked failed. Each transaction stops taking new deliveries after
-    `budget_s`, so the single SQLite writer lock is never held long: a webhook's INSERT waits at
-    most about that long.
+    `budget_s`, or as soon as another writer waits for SQLite's single write lock (a webhook's
+    INSERT): then it commits and steps aside, so that INSERT waits for one delivery, not a batch.
     """
     result = BatchResult()
     todo = list(batch)
     erased: set[int] = set()
     while todo:
         with db.session() as session:
+            session.info[BATCH] = True
             result.transactions += 1
             began = time.perf_counter()
             live = set(
-                session.exec(
-                    select(WebhookDelivery.id)
+                session.execute(
+                    core_select(_DELIVERIES.c.id)
                     .where(
-                        col(WebhookDelivery.id).in_([d.id for d in todo]),
-                        WebhookDelivery.status == "received",
-                        WebhookDelivery.attempts == 0,
+                        _DELIVERIES.c.id.in_([d.id for d in todo]),
+                        _DELIVERIES.c.status == "received",
+                        _DELIVERIES.c.attempts == 0,
                     )
                     .with_for_update(skip_locked=True)
-                ).all()
+                ).scalars()
             )
+            finished: list[dict[str, Any]] = []  # the rows' new states, written in one statement
+            shops: dict[int, Shop | None] = {}  # held here: the session's identity map is weak
             taken = 0
             for item in todo:
-                if taken and time.perf_counter() - began > budget_s:
-                    break
+                if taken and (time.perf_counter() - began > budget_s or db.writers_waiting()):
+                    break  # commit now: a webhook's INSERT waits for the write lock
                 taken += 1
                 if item.id not in live or item.shop_id in erased:
                     # Done meanwhile (another worker, a job, a replay), or erased with its shop.
@@ -329,7 +332,7 @@ def process_batch(
                     continue
                 try:
                     with session.begin_nested():
-                        status = _apply_pending(session, item, now or utcnow())
+                        status = _apply_pending(session, item, now or utcnow(), finished, shops)
                 except Exception as exc:
                     log.warning("delivery %s failed, to be retried: %s: %s", item.id, type(exc).__name__, exc)
                     session.execute(
@@ -343,40 +346,63 @@ def process_batch(
                 if status == "erased":
                     erased.add(item.shop_id)
                 result.statuses[item.id] = status
+            if finished:
+                session.execute(_FINISH, finished)
         todo = todo[taken:]
         if todo:
-            time.sleep(0.001)  # between transactions: a webhook waiting for the write lock takes it
+            _step_aside(db)
     return result
 
 
-def _apply_pending(session: Session, item: Pending, now: datetime) -> str:
-    values: dict[str, Any]
+_FINISH = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id == bindparam("pk"))
+    .values(
+        attempts=_DELIVERIES.c.attempts + 1,
+        status=bindparam("status"),
+        last_error=bindparam("last_error"),
+        processed_at=bindparam("processed_at"),
+        order_ref=bindparam("order_ref"),
+        customer_ref=bindparam("customer_ref"),
+    )
+)
+
+
+def _step_aside(db: Database, longest_s: float = 0.05) -> None:
+    """Between a batch's transactions: let every writer that waits for the lock go first."""
+    deadline = time.perf_counter() + longest_s
+    time.sleep(0.0002)
+    while db.writers_waiting() and time.perf_counter() < deadline:
+        time.sleep(0.0002)
+
+
+def _apply_pending(
+    session: Session, item: Pending, now: datetime, finished: list[dict[str, Any]], shops: dict[int, Shop | None]
+) -> str:
+    """Apply one delivery (in the caller's savepoint); its row's new state goes to `finished`."""
+    row = {"pk": item.id, "processed_at": utcnow(), "order_ref": None, "customer_ref": None}
     if item.error is not None:
         if not isinstance(item.error, MalformedDelivery):
             raise item.error
-        values = {"status": "failed", "last_error": f"malformed: {item.error}", "processed_at": utcnow()}
-        status = "failed"
-    else:
-        shop = session.get(Shop, item.shop_id)
-        if shop is None:
-            return "missing"  # the shop was erased meanwhile
-        body = item.body
-        status = _carry_out(session, shop, item, item.events, now)
-        if status == "erased":
-            return status  # the row went with the shop
-        values = {
-            "status": status,
-            "last_error": item.last_error if status == "ignored" else None,
-            "processed_at": utcnow(),
-            "order_ref": item.order_ref,
-            "customer_ref": item.customer_ref,
-        }
-        if item.body is not body:  # erased by a customer redaction
-            values |= {"body": item.body, "headers": item.headers}
-    session.flush()
-    session.execute(
-        update(_DELIVERIES).where(_DELIVERIES.c.id == item.id).values(attempts=_DELIVERIES.c.attempts + 1, **values)
-    )
+        finished.append(row | {"status": "failed", "last_error": f"malformed: {item.error}"})
+        return "failed"
+    if item.shop_id not in shops:
+        shops[item.shop_id] = session.get(Shop, item.shop_id)
+    shop = shops[item.shop_id]
+    if shop is None:
+        return "missing"  # the shop was erased meanwhile
+    body = item.body
+    status = _carry_out(session, shop, item, item.events, now)
+    if status == "erased":
+        return status  # the row went with the shop
+    session.flush()  # this delivery's errors belong to its own savepoint
+    if item.body is not body:  # a customer redaction erased this very payload
+        session.execute(
+            update(_DELIVERIES).where(_DELIVERIES.c.id == item.id).values(body=item.body, headers=item.headers)
+        )
+    last_error = item.last_error if status == "ignored" else None
+    finished.append(row | {"status": status, "last_error": last_error, "order_ref": item.order_ref,
+                           "customer_ref": item.customer_ref})  # fmt: skip
     return status
 
 

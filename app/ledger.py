@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -36,17 +36,34 @@ class Posting:
     redemption_id: int | None = None
 
 
+def sole_writer(session: Session) -> bool:
+    """Whether this transaction is the database's only writer (SQLite: BEGIN IMMEDIATE), so a row
+    our SELECT did not find cannot be inserted by anyone else before we commit."""
+    return session.get_bind().dialect.name == "sqlite"
+
+
+_CUSTOMER = (
+    select(Customer)
+    .where(Customer.shop_id == bindparam("shop_id"), Customer.platform_customer_id == bindparam("customer_id"))
+    .with_for_update()
+)
+_KEY_TAKEN = select(LedgerEntry.id).where(
+    LedgerEntry.shop_id == bindparam("shop_id"), LedgerEntry.idempotency_key == bindparam("key")
+)
+
+
 def lock_customer(session: Session, shop_id: int, platform_customer_id: str, email: str | None = None) -> Customer:
     """The customer's row, locked for this transaction; created on first sight."""
-    query = (
-        select(Customer)
-        .where(Customer.shop_id == shop_id, Customer.platform_customer_id == platform_customer_id)
-        .with_for_update()
-    )
+    query = _CUSTOMER.params(shop_id=shop_id, customer_id=platform_customer_id)
     customer = session.exec(query).first()
     if customer is not None:
         if email and customer.email != email:
             customer.email = email
+        return customer
+    if sole_writer(session):
+        customer = Customer(shop_id=shop_id, platform_customer_id=platform_customer_id, email=email)
+        session.add(customer)
+        session.flush()
         return customer
     try:
         with session.begin_nested():
@@ -67,7 +84,7 @@ def post(session: Session, customer: Customer, posting: Posting) -> LedgerEntry 
     Returns the new entry, or None when an entry with this key already exists (a retry).
     """
     assert customer.id is not None
-    if find(session, customer.shop_id, posting.key) is not None:
+    if session.exec(_KEY_TAKEN.params(shop_id=customer.shop_id, key=posting.key)).first() is not None:
         return None
     if not (posting.coins_delta or posting.pending_delta or posting.shortfall_delta):
         raise InvariantViolation(f"posting {posting.key} moves nothing")

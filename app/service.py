@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
 from app import ledger, rules, writebacks
@@ -34,10 +35,18 @@ class Outcome:
         return sum(e.coins_delta for e in self.entries)
 
 
+# The hot path's queries, built once: the values come as parameters (cheaper than building and
+# hashing a new statement for every delivery).
+_ORDER = (
+    select(Order)
+    .where(Order.shop_id == bindparam("shop_id"), Order.platform_order_id == bindparam("order_id"))
+    .with_for_update()
+)
+_AWARD = select(Award).where(Award.order_id == bindparam("order_id")).with_for_update()
+
+
 def _lock_order(session: Session, shop: Shop, incoming: OrderSnapshot) -> tuple[Order, OrderSnapshot | None]:
-    query = (
-        select(Order).where(Order.shop_id == shop.id, Order.platform_order_id == incoming.order_id).with_for_update()
-    )
+    query = _ORDER.params(shop_id=shop.id, order_id=incoming.order_id)
     order = session.exec(query).first()
     if order is not None:
         return order, OrderSnapshot.from_json(order.snapshot)
@@ -49,6 +58,10 @@ def _lock_order(session: Session, shop: Shop, incoming: OrderSnapshot) -> tuple[
         snapshot={},
         snapshot_updated_at=incoming.updated_at,
     )
+    if ledger.sole_writer(session):
+        session.add(order)  # no one else can have inserted it since our SELECT
+        session.flush()
+        return order, None
     from sqlalchemy.exc import IntegrityError
 
     try:
@@ -81,11 +94,16 @@ def apply_snapshot(
         outcome.note = "guest order: nothing to earn or return"
         return outcome
     settings = ShopSettings.cached(shop.settings)
-    customer = ledger.lock_customer(session, order.shop_id, merged.customer_id, merged.customer_email)
-    if merged.customer_tags - {normalize_tag(t) for t in customer.tags}:
-        customer.tags = sorted(set(customer.tags) | merged.customer_tags)
-    order.customer_id = customer.id
-    _settle_award(session, shop, settings, order, merged, customer, source, now, outcome)
+    # No autoflush from here to the posting: what these queries look up (the customer, the award,
+    # an entry's key, a write-back's key) is flushed as soon as it is created, so flushing the
+    # order's and customer's pending changes before each query would only cost a unit of work
+    # each; the posting's flush writes them all at once.
+    with session.no_autoflush:
+        customer = ledger.lock_customer(session, order.shop_id, merged.customer_id, merged.customer_email)
+        if merged.customer_tags - {normalize_tag(t) for t in customer.tags}:
+            customer.tags = sorted(set(customer.tags) | merged.customer_tags)
+        order.customer_id = customer.id
+        _settle_award(session, shop, settings, order, merged, customer, source, now, outcome)
     settle_redemptions(session, shop, merged, customer, source, outcome)
     return outcome
 
@@ -101,7 +119,7 @@ def _settle_award(
     now: datetime,
     outcome: Outcome,
 ) -> None:
-    award = session.exec(select(Award).where(Award.order_id == order.id).with_for_update()).first()
+    award = session.exec(_AWARD.params(order_id=order.id)).first()
     if award is None:
         tags = frozenset(normalize_tag(t) for t in customer.tags)
         blocked = rules.may_start_award(snap, settings.earn, settings.revert, tags)
@@ -250,6 +268,8 @@ def settle_redemptions(
     outcome: Outcome | None = None,
 ) -> None:
     """Link redemptions to this order (by order id or discount code) and return what is due."""
+    if not _may_have_redemptions(session, customer.shop_id):
+        return
     settings = ShopSettings.cached(shop.settings)
     query = select(Redemption).where(Redemption.shop_id == customer.shop_id).with_for_update()
     linked = session.exec(query.where(Redemption.order_ref == snap.order_id)).all()
@@ -287,6 +307,26 @@ def settle_redemptions(
         )
         if entry is not None and outcome is not None:
             outcome.entries.append(entry)
+
+
+BATCH = "clawback_batch"  # Session.info key: a worker's batch, which only applies deliveries
+
+
+def _may_have_redemptions(session: Session, shop_id: int) -> bool:
+    """False when the shop has no redemption at all, asked once per batch transaction.
+
+    Only in a worker's batch (`session.info[BATCH]`), which applies deliveries and creates no
+    redemption itself: within its transaction the answer holds on SQLite (the only writer); on
+    PostgreSQL a redemption committed meanwhile is linked by the order's next event or by the
+    reconciliation, as it would be if it had been committed a moment after this order's query.
+    """
+    if not session.info.get(BATCH):
+        return True
+    known: dict[int, bool] = session.info.setdefault("has_redemptions", {})
+    if shop_id not in known:
+        found = session.exec(select(Redemption.id).where(Redemption.shop_id == shop_id).limit(1)).first()
+        known[shop_id] = found is not None
+    return known[shop_id]
 
 
 def release_due(session: Session, now: datetime | None = None, source: str = "job:release") -> list[LedgerEntry]:
