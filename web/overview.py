@@ -20,7 +20,7 @@ def index() -> ResponseReturnValue:
     return render_template("overview/index.html", shops=shops)
 
 
-@bp.get("/shops/<int:shop_id>")
+@bp.get("/shops/<int(max=2147483647):shop_id>")  # an INTEGER id: anything larger is a 404
 def shop(shop_id: int) -> ResponseReturnValue:
     session = get_session()
     found = session.get(Shop, shop_id) or abort(404)
@@ -44,7 +44,7 @@ def shop(shop_id: int) -> ResponseReturnValue:
     )
 
 
-@bp.get("/shops/<int:shop_id>/customers/<customer_id>")
+@bp.get("/shops/<int(max=2147483647):shop_id>/customers/<customer_id>")
 def customer(shop_id: int, customer_id: str) -> ResponseReturnValue:
     session = get_session()
     found = session.get(Shop, shop_id) or abort(404)
