@@ -369,7 +369,9 @@ _FINISH = (
 
 
 def _step_aside(db: Database, longest_s: float = 0.05) -> None:
-    """Between a batch's transactions: let every writer that waits for the lock go first."""
+    """Between a batch's transactions: let every writer that waits for the lock go first, for at
+    most `longest_s` (under a steady stream of webhooks the worker still applies one delivery
+    each time; it catches up when the stream thins)."""
     deadline = time.perf_counter() + longest_s
     time.sleep(0.0002)
     while db.writers_waiting() and time.perf_counter() < deadline:

@@ -89,6 +89,26 @@ def peak_rss_mb(pids: list[int]) -> dict[str, float]:
     return out
 
 
+def cpu_seconds(pids: list[int]) -> dict[str, float]:
+    """CPU time (user + system) each process has used so far: unlike throughput, this does not
+    depend on what else runs on the machine, so runs made under different loads compare."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cmd = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ").strip()
+        except OSError:
+            continue
+        role = "worker" if " worker" in cmd else ("gunicorn master" if pid == pids[0] else "gunicorn worker")
+        out[f"{role} {pid}"] = round((int(fields[11]) + int(fields[12])) / tick, 2)
+    return out
+
+
+def cpu_ms_per(cpu: dict[str, float], count: int, role: str) -> float:
+    return round(sum(v for k, v in cpu.items() if k.startswith(role)) * 1000 / max(count, 1), 2)
+
+
 @contextmanager
 def server(argv: list[str], env: dict[str, str], port: int):  # type: ignore[no-untyped-def]
     proc = subprocess.Popen(
@@ -158,18 +178,52 @@ def intake(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     with server(bare, env, port) as proc:
         results["ceiling"] = load(port, args.count, args.concurrency, args.duplicates)
         results["ceiling"]["peak_rss_mb"] = peak_rss_mb(tree(proc.pid))
+        cpu = cpu_seconds(tree(proc.pid))
+        results["ceiling"]["cpu_ms_per_request"] = cpu_ms_per(cpu, args.count, "gunicorn worker")
     port = free_port()
     serve = [CLAWBACK, "serve", "--port", str(port), *gunicorn, "--job-workers", str(args.job_workers)]
-    with server(serve, env, port) as proc:
+    with server(serve, env, port) as proc, profiled(proc.pid, args.py_spy):
         started = time.perf_counter()
         results["intake"] = load(port, args.count, args.concurrency, args.duplicates)
         unique = results["intake"]["unique"]
+        web_cpu = cpu_seconds(tree(proc.pid))  # the web's share: before the worker's drain
         results["end_to_end"] = wait_processed(env, unique, started, timeout_s=args.e2e_timeout_s)
         results["intake"]["peak_rss_mb"] = peak_rss_mb(tree(proc.pid))
+        cpu = cpu_seconds(tree(proc.pid))
+        results["intake"]["cpu_ms_per_request"] = cpu_ms_per(web_cpu, args.count, "gunicorn worker")
+        results["end_to_end"]["worker_cpu_ms_per_delivery"] = cpu_ms_per(cpu, unique, "worker")
     results["end_to_end"]["check"] = clawback(env, "check").strip()
     c, i = results["ceiling"]["per_s"], results["intake"]["per_s"]
     results["intake"]["ratio_to_ceiling"] = round(i / c, 3) if c else 0.0
     return results
+
+
+@contextmanager
+def profiled(pid: int, folder: str):  # type: ignore[no-untyped-def]
+    """With --py-spy FOLDER: sample every web and job worker of `pid` while the block runs, into
+    collapsed stacks (FOLDER/<role>-<pid>.txt: one line per stack, with its count of samples)."""
+    if not folder:
+        yield
+        return
+    time.sleep(1)  # gunicorn's workers and the job worker have started
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    spies = []
+    for child in tree(pid)[1:]:
+        cmd = Path(f"/proc/{child}/cmdline").read_text().replace("\0", " ")
+        role = "worker" if " worker" in cmd else ("web" if "gunicorn" in cmd or "serve" in cmd else "other")
+        if role == "other":
+            continue
+        out = Path(folder) / f"{role}-{child}.txt"
+        argv = ["py-spy", "record", "--format", "raw", "--rate", "250", "-o", str(out), "-p", str(child)]
+        spy = Path(sys.executable).parent / "py-spy"
+        spies.append(subprocess.Popen([str(spy), *argv[1:]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        yield
+    finally:
+        for spy_proc in spies:
+            spy_proc.send_signal(signal.SIGINT)
+        for spy_proc in spies:
+            spy_proc.wait(timeout=30)
 
 
 def wait_processed(env: dict[str, str], unique: int, started: float, timeout_s: float) -> dict[str, Any]:
@@ -217,12 +271,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,1000000", help="ledger sizes for the data-scale phase")
     parser.add_argument("--skip", default="", help="comma list of phases to skip: intake,data,reconcile")
     parser.add_argument("--out", default=str(ROOT / "bench" / "out"))
+    parser.add_argument("--py-spy", default="", help="folder: sample the web and job workers during intake (py-spy)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "skip")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "skip", "py_spy")},
     }
     with tempfile.TemporaryDirectory(prefix="clawback-bench-") as tmp:
         workdir = Path(tmp)
@@ -274,6 +329,11 @@ def table(r: dict[str, Any]) -> str:
                 f"errors {i['errors']}",
             ),
             ("intake / ceiling", f"{i['ratio_to_ceiling']}"),
+            (
+                "CPU per delivery",
+                f"web {i.get('cpu_ms_per_request')} ms (bare Flask {c.get('cpu_ms_per_request')} ms), "
+                f"job worker {e.get('worker_cpu_ms_per_delivery')} ms",
+            ),
             ("bodies", f"{i['body_kb_min']}–{i['body_kb_max']} KB, {i['sent']} sent, {i['unique']} unique"),
             (
                 "end to end",

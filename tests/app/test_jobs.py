@@ -3,12 +3,14 @@ them). A delivery enqueued by one process is processed by a worker dequeuing fro
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from huey import Huey
+from sqlmodel import select
 
 from app import jobs
 from app.config import Settings
@@ -83,3 +85,70 @@ def test_the_queue_lives_beside_the_database_by_default(tmp_path: Path) -> None:
     assert type(jobs.make_huey("redis://127.0.0.1:1/0", "sqlite:///x.db")).__name__ == "RedisHuey"
     with pytest.raises(ValueError, match="unsupported queue URL"):
         jobs.make_huey("ftp://nowhere", "sqlite:///x.db")
+
+
+def _order(order_id: int, total: str, *, status: str = "paid", customer: int = 9, extra: str = "") -> bytes:
+    money = {"shop_money": {"amount": total, "currency_code": "USD"}}
+    return json.dumps({
+        "id": order_id, "name": f"#{order_id}", "financial_status": status, "currency": "USD",
+        "updated_at": "2026-11-01T10:00:00Z" if status == "paid" else "2026-11-01T10:05:00Z",
+        "current_total_price_set": money, "customer": {"id": customer}, "tags": extra, "refunds": [],
+    }).encode()  # fmt: skip
+
+
+def test_stored_deliveries_are_polled_in_batches_and_a_poison_one_stands_alone(
+    settings: Settings, tmp_path: Path, books: Books, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Intake enqueues nothing: a worker's poll reads the stored deliveries, applies them several
+    per transaction, oldest first, each in its own savepoint. One that raises is rolled back alone
+    and handed to the queue's retries; a malformed one is failed; the rest commit, exactly once."""
+    from connectors.shopify import ShopifyConnector
+    from web import create_app
+
+    parse = ShopifyConnector.parse
+
+    def poisoned(self: ShopifyConnector, topic: str, raw_body: bytes, shop: Shop) -> list[object]:
+        if b"poison" in raw_body:
+            raise RuntimeError("poison")
+        return parse(self, topic, raw_body, shop)  # type: ignore[return-value]
+
+    monkeypatch.setattr(ShopifyConnector, "parse", poisoned)
+    app = create_app(settings.model_copy(update={"queue_url": f"sqlite:///{tmp_path / 'queue.db'}"}))
+    svc = app.extensions["clawback"]
+    shop = books.open("batch-test.myshopify.com", revert__enabled="true")
+    bodies = [
+        ("orders/paid", _order(7, "42.00")),  # earns 42
+        ("orders/paid", _order(8, "10.00", extra="poison")),  # raises: retried later, alone
+        ("orders/paid", b"{not json"),  # malformed: failed, never retried
+        ("orders/paid", _order(7, "42.00")),  # the same facts again (another delivery id): nothing new
+        ("orders/cancelled", _order(7, "42.00", status="refunded")),  # the same order, after: reverts 42
+        ("orders/paid", _order(9, "5.00", customer=10)),  # another customer
+    ]
+    pks = []
+    with svc.db.session() as session:
+        for n, (topic, body) in enumerate(bodies):
+            pk = store_delivery(session, shop_id=shop.shop_id, platform="shopify", topic=topic,
+                                delivery_id=f"batch-{n}", body=body, headers={})  # fmt: skip
+            assert pk is not None
+            svc.jobs.delivery_stored(pk, "shopify")  # nothing to enqueue: the rows are the queue
+            pks.append(pk)
+    assert svc.jobs.pending() == 0
+
+    assert svc.jobs.poll_deliveries() == len(bodies)
+    with svc.db.session() as session:
+        rows = {r.id: r for r in session.exec(select(WebhookDelivery)).all()}
+    assert [(rows[pk].status, rows[pk].attempts) for pk in pks] == [
+        ("processed", 1), ("received", 1), ("failed", 1), ("processed", 1), ("processed", 1), ("processed", 1)
+    ]  # fmt: skip
+    assert rows[pks[1]].last_error == "RuntimeError: poison"
+    assert rows[pks[2]].last_error is not None and rows[pks[2]].last_error.startswith("malformed:")
+    assert (rows[pks[0]].order_ref, rows[pks[0]].customer_ref) == ("7", "9")
+    assert shop.balance("9") == {"available": 0, "pending": 0, "shortfall": 0}  # earned 42, then reverted 42
+    assert shop.balance("10")["available"] == 5
+    assert len(shop.entries()) == 3
+    assert svc.jobs.pending() == 1  # the poison delivery's retry, due in 2 s
+
+    # Polled once: nothing is taken twice, and the tried one is the retries' now.
+    assert svc.jobs.poll_deliveries() == 0
+    assert len(shop.entries()) == 3
+    svc.db.dispose()
