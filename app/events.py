@@ -67,9 +67,14 @@ class ShopRedacted:
 
 @dataclass(frozen=True)
 class Ignored:
-    """A topic or payload we accept but that changes nothing, and why."""
+    """A topic or payload we accept but that changes nothing, and why. `why` is stored with the
+    delivery, and may quote the payload: it is made storable text (no NUL, no lone surrogate)."""
 
     why: str
+
+    def __post_init__(self) -> None:
+        storable = self.why.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")[:2000]
+        object.__setattr__(self, "why", storable)
 
 
 Event = OrderChanged | OrderAmended | AppUninstalled | CustomerDataRequested | CustomerRedacted | ShopRedacted | Ignored
