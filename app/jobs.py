@@ -90,6 +90,7 @@ class Jobs:
         huey.periodic_task(crontab(minute="*/5"), name="release_due")(self.release_due)
         huey.periodic_task(crontab(minute="*"), name="sweep_deliveries")(self.sweep)
         huey.periodic_task(crontab(minute="17"), name="reconcile_all")(self.reconcile_all)
+        huey.periodic_task(crontab(minute="41"), name="analyze")(self.db.analyze)
         self._polling = threading.Lock()
         # `huey.create_consumer(...)` (the worker command) builds workers that poll stored
         # deliveries first: see DeliveryWorker.
