@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -69,8 +70,10 @@ def _begin_immediate(dbapi_conn: Any, waiters: str | None) -> None:
                 dbapi_conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
+                if "locked" not in str(exc):
                     raise
+                if time.monotonic() > deadline:  # as SQLAlchemy reports it for any statement
+                    raise sa_exc.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
     finally:
         if fd is not None:
             os.close(fd)  # and with it the shared lock: no longer waiting
@@ -201,7 +204,7 @@ class Database:
             conn.commit()
 
     def ping(self) -> None:
-        with self.engine.connect() as conn:
+        with self.read() as conn:  # a health check must not queue for the write lock
             conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
