@@ -186,6 +186,26 @@ class Database:
                 conn.rollback()
 
     @contextmanager
+    def sqlite_write(self) -> Iterator[sqlite3.Cursor]:
+        """SQLite only: a cursor on a pooled driver connection inside BEGIN IMMEDIATE, committed
+        when the block ends (rolled back if it raises). For the one statement on the webhook's
+        path, where SQLAlchemy's own transaction and statement machinery would cost more than the
+        statement itself."""
+        raw = self.engine.raw_connection()
+        try:
+            driver = raw.driver_connection
+            assert driver is not None
+            _begin_immediate(driver, self._waiters)
+            try:
+                yield driver.cursor()
+                driver.commit()
+            except BaseException:
+                driver.rollback()
+                raise
+        finally:
+            raw.close()  # back to the pool
+
+    @contextmanager
     def write(self) -> Iterator[Connection]:
         """A Core transaction (BEGIN IMMEDIATE on SQLite): commit when the block ends, else roll back."""
         with self.engine.begin() as conn:

@@ -81,6 +81,27 @@ def _values(
     }
 
 
+_SQLITE_BINDS: list[tuple[str, Callable[[Any], Any]]] = []
+_SQLITE_SQL: list[str] = []
+
+
+def _sqlite_insert_sql(db: Database) -> str:
+    """The INSERT as SQLite text, with each column's own bind processor (JSON headers, the
+    DateTime storage format) taken from SQLAlchemy so the stored values are exactly what the ORM
+    writes and reads. Built once."""
+    if not _SQLITE_SQL:
+        dialect = db.engine.dialect
+        names = list(_values(0, "", "", "", b"", {}))
+        for name in names:
+            process = _DELIVERIES.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            _SQLITE_BINDS.append((name, process or (lambda v: v)))
+        stmt = _insert_statement("sqlite").values({n: bindparam(n) for n in names})
+        compiled = stmt.compile(dialect=dialect)
+        _SQLITE_SQL.append(str(compiled))
+        assert compiled.positiontup == names, compiled.positiontup  # the order the values are passed in
+    return _SQLITE_SQL[0]
+
+
 def store_delivery(
     session: Session | Connection,
     *,
@@ -140,9 +161,15 @@ def accept(
     """The webhook's whole write: one INSERT in its own short transaction, committed (durable)
     before this returns. No ORM, no second write: the stored row is the job (see `pending`).
     A duplicate costs one more read, outside any write lock, to report the stored row's state."""
-    with db.write() as conn:
-        pk = store_delivery(conn, shop_id=shop_id, platform=platform, topic=topic, delivery_id=delivery_id,
-                            body=body, headers=headers)  # fmt: skip
+    if db.is_sqlite:
+        values = _values(shop_id, platform, topic, delivery_id, body, headers)
+        with db.sqlite_write() as cursor:
+            row = cursor.execute(_sqlite_insert_sql(db), [p(values[c]) for c, p in _SQLITE_BINDS]).fetchone()
+        pk = None if row is None else int(row[0])
+    else:
+        with db.write() as conn:
+            pk = store_delivery(conn, shop_id=shop_id, platform=platform, topic=topic, delivery_id=delivery_id,
+                                body=body, headers=headers)  # fmt: skip
     if pk is not None:
         return Accepted(pk, duplicate=False)
     with db.read() as conn:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from huey import Huey
+from sqlalchemy import text
 from sqlmodel import select
 
 from app import jobs
@@ -152,3 +153,33 @@ def test_stored_deliveries_are_polled_in_batches_and_a_poison_one_stands_alone(
     assert svc.jobs.poll_deliveries() == 0
     assert len(shop.entries()) == 3
     svc.db.dispose()
+
+
+def test_the_webhook_insert_stores_what_the_orm_reads(settings: Settings, books: Books) -> None:
+    """On SQLite `accept` writes with the driver directly: the row must be the one SQLAlchemy
+    writes (same JSON, same DateTime text), read back the same, and deduplicated the same."""
+    from app.db import Database
+    from app.intake import accept
+
+    db = Database(settings.database_url)
+    shop = books.open("accept-test.myshopify.com")
+    headers = {"X-Shopify-Topic": "orders/paid", "X-Note": "é\u2028"}
+    first = accept(db, shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id="a-1",
+                   body=b"\x00{}", headers=headers)  # fmt: skip
+    again = accept(db, shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id="a-1",
+                   body=b"other", headers={})  # fmt: skip
+    assert (first.duplicate, again.duplicate, again.id, again.status) == (False, True, first.id, "received")
+    with db.session() as session:
+        pk = store_delivery(session, shop_id=shop.shop_id, platform="shopify", topic="orders/paid",
+                            delivery_id="a-2", body=b"\x00{}", headers=headers)  # fmt: skip
+        rows = [session.get(WebhookDelivery, first.id), session.get(WebhookDelivery, pk)]
+        assert [(r.body, r.headers, r.status, r.attempts, r.topic) for r in rows if r] == 2 * [
+            (b"\x00{}", headers, "received", 0, "orders/paid")
+        ]
+        stored = session.execute(
+            text("SELECT typeof(received_at), length(received_at) FROM webhook_deliveries ORDER BY id")
+            if db.is_sqlite
+            else text("SELECT 'timestamp', 0 FROM webhook_deliveries")
+        ).all()
+        assert stored[0] == stored[1]
+    db.dispose()
