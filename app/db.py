@@ -186,6 +186,18 @@ class Database:
                 conn.rollback()
 
     @contextmanager
+    def sqlite_read(self) -> Iterator[sqlite3.Cursor]:
+        """SQLite only: a cursor on a pooled driver connection in autocommit mode: each SELECT is
+        its own read transaction (no BEGIN, no write lock). For the webhook path's one lookup."""
+        raw = self.engine.raw_connection()
+        try:
+            driver = raw.driver_connection
+            assert driver is not None
+            yield driver.cursor()
+        finally:
+            raw.close()  # back to the pool
+
+    @contextmanager
     def sqlite_write(self) -> Iterator[sqlite3.Cursor]:
         """SQLite only: a cursor on a pooled driver connection inside BEGIN IMMEDIATE, committed
         when the block ends (rolled back if it raises). For the one statement on the webhook's

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Connection, bindparam, insert, update
@@ -129,13 +130,33 @@ _FIND_SHOP = core_select(_SHOPS).where(
 )
 
 
+_SHOP_COLUMNS: list[tuple[str, Callable[[Any], Any]]] = []
+_SHOP_SQL: list[str] = []
+
+
 def find_shop(db: Database, platform: str, domain: str) -> Shop | None:
-    """The shop a webhook's header names, read with Core in a transaction that takes no write
-    lock. The row has every column of a Shop as an attribute and stands in for one (read-only):
-    building the ORM object would cost as much again as the query."""
-    with db.read() as conn:
-        row = conn.execute(_FIND_SHOP, {"platform": platform, "domain": domain}).first()
-    return cast(Shop, row)
+    """The shop a webhook's header names, read without a write lock. The result has every column
+    of a Shop as an attribute, typed as the ORM types it, and stands in for one (read-only):
+    building the ORM object would cost as much again as the query. On SQLite the query goes
+    through the driver (one statement, no BEGIN), its values through SQLAlchemy's own result
+    processors."""
+    if not db.is_sqlite:
+        with db.read() as conn:
+            return cast(Shop, conn.execute(_FIND_SHOP, {"platform": platform, "domain": domain}).first())
+    if not _SHOP_COLUMNS:
+        dialect = db.engine.dialect
+        compiled = _FIND_SHOP.compile(dialect=dialect)
+        assert compiled.positiontup == ["platform", "domain"], compiled.positiontup
+        _SHOP_SQL.append(str(compiled))
+        for column in _SHOPS.columns:
+            process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+            _SHOP_COLUMNS.append((column.name, process or (lambda v: v)))
+    with db.sqlite_read() as cursor:
+        found = cursor.execute(_SHOP_SQL[0], (platform, domain)).fetchone()
+    if found is None:
+        return None
+    values = {name: process(v) for (name, process), v in zip(_SHOP_COLUMNS, found, strict=True)}
+    return cast(Shop, SimpleNamespace(**values))
 
 
 @dataclass(frozen=True)

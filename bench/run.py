@@ -214,7 +214,8 @@ def profiled(pid: int, folder: str):  # type: ignore[no-untyped-def]
         if role == "other":
             continue
         out = Path(folder) / f"{role}-{child}.txt"
-        argv = ["py-spy", "record", "--format", "raw", "--rate", "250", "-o", str(out), "-p", str(child)]
+        # --gil: only samples holding the GIL, i.e. where the CPU goes (not the waits)
+        argv = ["py-spy", "record", "--gil", "--format", "raw", "--rate", "250", "-o", str(out), "-p", str(child)]
         spy = Path(sys.executable).parent / "py-spy"
         spies.append(subprocess.Popen([str(spy), *argv[1:]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:

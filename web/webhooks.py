@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import cast
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlmodel import col, select
 
@@ -48,7 +48,6 @@ def receive(platform: str) -> ResponseReturnValue:
         log.info("endpoint test answered", extra={"platform": platform})
         return jsonify(status="ok"), 200
     svc = services()
-    session = get_session()
     domain = connector.shop_hint(headers)
     shop = None
     if domain is not None:
@@ -68,7 +67,7 @@ def receive(platform: str) -> ResponseReturnValue:
         return jsonify(status="ok"), 200
     if connector.shop_in_body and shop is None:
         # The verified body names the shop; it must have been signed with that shop's own secret.
-        shop = session.exec(select(Shop).where(Shop.platform == platform, Shop.domain == delivery.shop)).first()
+        shop = get_session().exec(select(Shop).where(Shop.platform == platform, Shop.domain == delivery.shop)).first()
         own = connector.secrets(svc.settings, read_credentials(svc.vault, shop)) if shop is not None else []
         if shop is not None and not connector.verify(raw, headers, own):
             return _refuse(401, "signature missing or invalid", platform)
@@ -79,7 +78,8 @@ def receive(platform: str) -> ResponseReturnValue:
     context = {"shop": shop.domain, "platform": platform, "topic": delivery.topic, "delivery_id": delivery.delivery_id}
     kept = {k: v for k, v in request.headers.items() if k.startswith("X-") or k in _KEPT_HEADERS}
     kept.pop(connector.signature_header, None)
-    session.commit()  # end any read first: on SQLite it would hold the write lock the INSERT needs
+    if (session := g.get("db_session")) is not None:  # the request's session, if anything opened it:
+        session.commit()  # end its read first: on SQLite it would hold the write lock the INSERT needs
     # One INSERT in its own transaction, committed (durable) before we answer; the stored row is
     # the job: workers poll stored deliveries, so nothing else is written.
     stored = accept(svc.db, shop_id=shop.id, platform=platform, topic=delivery.topic,
