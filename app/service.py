@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam
+from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
 from app import ledger, rules, writebacks
@@ -310,6 +311,10 @@ def settle_redemptions(
 
 
 BATCH = "clawback_batch"  # Session.info key: a worker's batch, which only applies deliveries
+_REDEMPTIONS = Redemption.__table__  # type: ignore[attr-defined]
+_ANY_REDEMPTION = (
+    core_select(_REDEMPTIONS.c.id).where(_REDEMPTIONS.c.shop_id == bindparam("shop_id")).limit(1)
+)  # plain Core: no ORM entity to load
 
 
 def _may_have_redemptions(session: Session, shop_id: int) -> bool:
@@ -324,7 +329,7 @@ def _may_have_redemptions(session: Session, shop_id: int) -> bool:
         return True
     known: dict[int, bool] = session.info.setdefault("has_redemptions", {})
     if shop_id not in known:
-        found = session.exec(select(Redemption.id).where(Redemption.shop_id == shop_id).limit(1)).first()
+        found = session.connection().execute(_ANY_REDEMPTION, {"shop_id": shop_id}).first()
         known[shop_id] = found is not None
     return known[shop_id]
 
