@@ -142,7 +142,14 @@ def differences(url: str, metadata: MetaData) -> list[Any]:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+            # The job queue keeps its own tables (huey_*) beside the data on PostgreSQL; they are
+            # Huey's schema, created by Huey, not the app's.
+            opts = {
+                "compare_type": True,
+                "compare_server_default": True,
+                "include_name": lambda name, kind, _parents: not (kind == "table" and str(name).startswith("huey_")),
+            }
+            context = MigrationContext.configure(conn, opts=opts)
             return compare_metadata(context, metadata)
     finally:
         engine.dispose()
