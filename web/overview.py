@@ -8,6 +8,7 @@ from sqlmodel import col, select
 
 from app.models import Customer, LedgerEntry, Shop
 from app.shops import shop_settings
+from web import devlogin
 from web.extensions import get_session
 
 bp = Blueprint("overview", __name__)
@@ -17,7 +18,7 @@ PAGE_ENTRIES = 100
 @bp.get("/")
 def index() -> ResponseReturnValue:
     shops = get_session().exec(select(Shop).order_by(col(Shop.id))).all()
-    return render_template("overview/index.html", shops=shops)
+    return render_template("overview/index.html", shops=shops, dev_login=devlogin.enabled())
 
 
 @bp.get("/shops/<int(max=2147483647):shop_id>")  # an INTEGER id: anything larger is a 404

@@ -668,6 +668,16 @@ def test_dev_login_opens_the_demo_shops_features(build: Callable[..., Flask], de
     assert "Clawback is installed on demo.clawback.test" in page
 
 
+def test_the_index_leads_to_the_merchant_pages_only_when_dev_login_is_on(
+    client: FlaskClient, build: Callable[..., Flask], demo: int
+) -> None:
+    assert "/dev/login" not in text(client.get("/"))
+    dev = build(dev_login=True).test_client()
+    index = text(dev.get("/"))
+    assert "Open the demo shop's admin pages" in index
+    assert dev.get(link_to(index, "/dev/login")).status_code == 302
+
+
 def test_dev_login_without_a_demo_shop_is_404(build: Callable[..., Flask]) -> None:
     assert build(dev_login=True).test_client().get("/dev/login").status_code == 404
 
