@@ -10,6 +10,7 @@ row locks PostgreSQL takes with SELECT … FOR UPDATE). A read that will not wri
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import time
@@ -32,6 +33,7 @@ def normalize_url(url: str) -> str:
     return url
 
 
+log = logging.getLogger(__name__)
 BUSY_TIMEOUT_S = 30
 READ_ONLY = "clawback_read_only"  # an execution option: this transaction only reads
 
@@ -59,8 +61,11 @@ def _begin_immediate(dbapi_conn: Any, waiters: str | None) -> None:
             if "locked" not in str(exc):
                 raise
         if waiters is not None:
-            fd = os.open(waiters, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:
+                fd = os.open(waiters, os.O_RDWR | os.O_CREAT, 0o660)
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            except OSError:  # a hint only: without it the worker just does not step aside early
+                log.warning("cannot lock %s; the job worker will not know that writers wait", waiters)
         deadline = time.monotonic() + BUSY_TIMEOUT_S
         pause = 0.0001
         while True:
@@ -150,12 +155,14 @@ class Database:
         on PostgreSQL, whose row locks let writers of different rows run side by side)."""
         if self._waiters is None:
             return False
-        if self._waiters_fd is None:
-            self._waiters_fd = os.open(self._waiters, os.O_RDWR | os.O_CREAT, 0o600)
         try:
+            if self._waiters_fd is None:
+                self._waiters_fd = os.open(self._waiters, os.O_RDWR | os.O_CREAT, 0o660)
             fcntl.flock(self._waiters_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return True  # someone holds it shared: waiting in _begin_immediate
+        except OSError:
+            return False  # cannot tell (permissions): behave as before, batches end by their budget
         fcntl.flock(self._waiters_fd, fcntl.LOCK_UN)
         return False
 
