@@ -1,7 +1,9 @@
 """Accept a delivery (one INSERT, deduplicated), then process it into the ledger, exactly once.
 
 Accepting and processing are separate transactions: the platform gets its 200 as soon as the raw
-body is durable, and processing can be retried from the stored row as often as needed. The
+body is durable, and processing can be retried from the stored row as often as needed. The rows
+still waiting are the work queue: `pending` reads them and `process_batch` applies several per
+transaction, each in its own savepoint. The
 `parse` function comes from the caller (the web or job layer, which knows the connectors), so this
 module stays free of any platform.
 """

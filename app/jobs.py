@@ -6,9 +6,11 @@ storage in SQLite (one file, nothing to install: the embedded default), Redis or
 
 The queue carries ids only; the rows (deliveries, write-backs, awards) are the truth, so a lost
 or repeated job is harmless: every task is idempotent, and a sweeper re-enqueues whatever a
-crash left behind. Nothing is built at import time: `Jobs(...)` registers the tasks on its own
-Huey instance. Platform knowledge comes in as functions (`parser_for`, `executor`), so this
-module imports no connector.
+crash left behind. A new webhook delivery is not enqueued at all: the stored row is its job, and
+the worker polls stored deliveries in batches before the queue's tasks (`Jobs.poll_deliveries`);
+the queue takes over a delivery only for its retries. Nothing is built at import time:
+`Jobs(...)` registers the tasks on its own Huey instance. Platform knowledge comes in as functions
+(`parser_for`, `executor`), so this module imports no connector.
 """
 
 from __future__ import annotations
