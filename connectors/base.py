@@ -10,6 +10,9 @@ shop's own secrets once `identify` has read the body.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,6 +28,23 @@ from app.intake import MalformedDelivery
 from app.models import Shop
 from app.snapshot import OrderSnapshot
 from app.writebacks import Executor
+
+
+def hmac_sha256_matches(raw_body: bytes, given: str | None, secrets: Sequence[str], *, encoding: str) -> bool:
+    """Whether `given` is the HMAC-SHA256 of the raw body under one of `secrets`, as `base64` or
+    `hex` text, compared in constant time (every secret is tried, so timing says nothing)."""
+    presented = (given or "").strip()
+    if not presented or not presented.isascii():
+        return False
+    if encoding == "hex":
+        presented = presented.lower()
+    matched = False
+    for secret in secrets:
+        if secret:
+            digest = hmac.new(secret.encode(), raw_body, hashlib.sha256).digest()
+            expected = base64.b64encode(digest) if encoding == "base64" else digest.hex().encode()
+            matched |= hmac.compare_digest(expected, presented.encode())
+    return matched
 
 
 @dataclass(frozen=True)
@@ -102,5 +122,7 @@ class Connector(ABC):
             return handler(body, shop)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise MalformedDelivery(f"invalid JSON: {exc}") from exc
+        except RecursionError as exc:  # nested deeper than the parser (or a translator) recurses
+            raise MalformedDelivery("the JSON is nested too deeply to read") from exc
         except (KeyError, TypeError, AttributeError, ValueError) as exc:  # ValueError covers TranslationError
             raise MalformedDelivery(f"{topic}: {type(exc).__name__}: {exc}") from exc

@@ -764,22 +764,10 @@ def is_platform(name: str) -> bool:
 
 
 def expected_for_signed(body: bytes, limit: int) -> int | None:
-    """What a validly signed body gets before any header is looked at: 413, 401, or None (go on).
-
-    shopifyapp's verify_webhook_req json-parses the body (to redact it for its log) before it checks
-    the HMAC: a body that is not UTF-8, holds an integer literal over Python's 4,300-digit limit or
-    nests deeper than the parser recurses is answered 401 although its signature is right. A
-    refusal, so acceptable: nothing is stored."""
+    """What a validly signed body gets before any header is looked at: 413 over the size limit, or
+    None (go on). The signature is checked on the raw bytes alone, whatever they hold."""
     if len(body) > limit:
         return 413
-    try:
-        json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        return 401
-    except json.JSONDecodeError:
-        return None
-    except (ValueError, RecursionError):  # too many digits, or nested too deep for shopifyapp's parse
-        return 401
     return None
 
 
@@ -1967,13 +1955,21 @@ def test_bug_e_huge_delay_days_exponent_is_refused_at_once() -> None:
 
 @pytest.mark.parametrize("signed", [False, True], ids=["forged", "signed"])
 def test_bug_f_deeply_nested_json(installed: World, signed: bool) -> None:
-    """F: shopifyapp json-parses the body for its log before checking the HMAC; deep nesting raised
-    RecursionError (a 500), signed or not. Now refused: nothing is stored."""
+    """F: shopifyapp json-parsed the body for its log before checking the HMAC; deep nesting raised
+    RecursionError (a 500), signed or not. The HMAC is now checked on the bytes alone: a forged deep
+    body is a 401 with nothing stored, a signed one is stored and fails as malformed (never a 500)."""
     before = fingerprint(installed.db)
-    response = installed.deliver("orders/paid", DEEP_BODY, signature=None if signed else "forged")
+    webhook_id = str(uuid.uuid4())
+    response = installed.deliver("orders/paid", DEEP_BODY, signature=None if signed else "forged",
+                                 webhook_id=webhook_id)  # fmt: skip
     installed.check_answer(response, "deep JSON")
-    assert response.status_code == 401
-    assert fingerprint(installed.db) == before
+    if not signed:
+        assert response.status_code == 401
+        assert fingerprint(installed.db) == before
+        return
+    assert response.status_code == 200
+    row = installed.delivery(installed.shop_ids[SHOP], webhook_id)
+    assert row is not None and row.status == "failed" and row.last_error
 
 
 @pytest.mark.parametrize(

@@ -26,8 +26,6 @@ What Fynd documents, and where (shapes not found there are marked INFERRED in tr
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -38,7 +36,7 @@ from app.events import Event, Ignored, OrderChanged
 from app.models import Shop
 from app.shop_settings import ShopSettings, apply_changes
 from connectors import register
-from connectors.base import Connector, Delivery
+from connectors.base import Connector, Delivery, hmac_sha256_matches
 from connectors.fynd import translate
 
 PING = "ping"
@@ -87,7 +85,10 @@ def _application_id(value: Any) -> Any:
 
 
 def _object(raw_body: bytes) -> dict[str, Any]:
-    body = json.loads(raw_body)  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    try:
+        body = json.loads(raw_body)  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply to read") from None
     if not isinstance(body, dict):
         raise ValueError("the body is not a JSON object")
     return body
@@ -135,15 +136,7 @@ class FyndConnector(Connector):
         return [secret for secret in found if isinstance(secret, str) and secret]
 
     def verify(self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> bool:
-        given = (headers.get(self.signature_header) or "").strip().lower()
-        if not given or not given.isascii():
-            return False
-        matched = False
-        for secret in secrets:
-            if secret:
-                expected = hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
-                matched |= hmac.compare_digest(expected.encode(), given.encode())
-        return matched
+        return hmac_sha256_matches(raw_body, headers.get(self.signature_header), secrets, encoding="hex")
 
     def identify(self, raw_body: bytes, headers: Mapping[str, str]) -> Delivery:
         body = _object(raw_body)

@@ -39,7 +39,7 @@ from app.shops import normalize_store_url, read_credentials
 from app.snapshot import OrderSnapshot, Status
 from app.writebacks import Executor
 from connectors import register
-from connectors.base import Connector, Delivery
+from connectors.base import Connector, Delivery, hmac_sha256_matches
 from connectors.woocommerce import translate
 from connectors.woocommerce.client import StoreClient
 
@@ -110,14 +110,7 @@ class WooCommerceConnector(Connector):
         return [secret for secret in found if isinstance(secret, str) and secret]
 
     def verify(self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> bool:
-        given = (headers.get(self.signature_header) or "").strip()
-        if not given or not given.isascii():
-            return False
-        matched = False
-        for secret in secrets:
-            digest = hmac.new(secret.encode(), raw_body, hashlib.sha256).digest()
-            matched |= hmac.compare_digest(base64.b64encode(digest), given.encode())
-        return matched
+        return hmac_sha256_matches(raw_body, headers.get(self.signature_header), secrets, encoding="base64")
 
     def identify(self, raw_body: bytes, headers: Mapping[str, str]) -> Delivery:
         shop = self.shop_hint(headers)

@@ -411,3 +411,10 @@ def test_rto_counts_as_a_cancellation_and_can_be_singled_out(client: FlaskClient
     accepted(client, shipment_event("rto_bag_delivered", shipment_id=S1, amount="300.00", codes=["FYND-50"]))
     assert balance(runner) == 100  # the 50 came back: a cancellation, by the shop's redeem settings
     assert moves(runner, S1) == [("redeem_refund", 50)]
+
+
+def test_a_signed_body_nested_too_deeply_is_refused_not_a_500(client: FlaskClient, db: Database) -> None:
+    before = counts(db)
+    response = deliver(client, body=b'{"event": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert response.status_code == 400
+    assert counts(db) == before
