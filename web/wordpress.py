@@ -58,7 +58,7 @@ def connect_callback() -> ResponseReturnValue:
     svc = services()
     session = get_session()
     try:
-        keys = connect.read_keys(request.get_json(silent=True))
+        keys = connect.read_keys(request.get_json(force=True, silent=True))  # whatever the Content-Type says
         token = connect.live_token(session, keys.token)
         if token is None:
             raise connect.CallbackRefused(403, "the install token is unknown, used or expired")

@@ -360,3 +360,13 @@ def test_a_launch_that_is_not_signed_by_the_store_is_refused(
     response = client.get("/wordpress/launch", query_string=query)
     assert response.status_code == status, case
     assert "Location" not in response.headers
+
+
+@responses.activate
+def test_the_callback_is_read_as_json_whatever_its_content_type(client: FlaskClient, db: Database) -> None:
+    store_api(responses.mock)
+    token = start(client)["user_id"]
+    response = client.post("/auth/woocommerce/callback", data=json.dumps(keys(token)),
+                           headers={"Content-Type": "text/plain;charset=UTF-8"})  # fmt: skip
+    assert response.status_code == 200
+    assert counts(db)["shops"] == 1
