@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 from flask import Response, abort, current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -76,7 +77,10 @@ def frame_ancestors(shop: Shop) -> str:
     if shop.platform == "shopify":
         return f"frame-ancestors https://{shop.domain} https://admin.shopify.com"
     if shop.platform == "woocommerce":
-        return f"frame-ancestors {shop.domain}"
+        # The store's origin: a source with a path (WordPress in a subdirectory) would have to match
+        # wp-admin's path exactly (CSP source matching), which it never does.
+        parts = urlsplit(shop.domain)
+        return f"frame-ancestors {parts.scheme}://{parts.netloc}"
     return "frame-ancestors 'self'"
 
 

@@ -370,3 +370,17 @@ def test_the_callback_is_read_as_json_whatever_its_content_type(client: FlaskCli
                            headers={"Content-Type": "text/plain;charset=UTF-8"})  # fmt: skip
     assert response.status_code == 200
     assert counts(db)["shops"] == 1
+
+
+def test_a_store_in_a_subdirectory_may_frame_the_pages_from_its_origin(app: Flask, client: FlaskClient) -> None:
+    from app.shops import register_shop
+    from connectors.woocommerce.connect import PLATFORM
+
+    svc = app.extensions["clawback"]
+    secret = "launch-secret-" + "y" * 30
+    with svc.db.session() as session:
+        register_shop(session, svc.vault, platform=PLATFORM, domain="https://example.com/shop",
+                      credentials={"webhook_secret": "w", "launch_secret": secret})  # fmt: skip
+    response = client.get("/wordpress/launch", query_string=launch_query(secret, store="https://example.com/shop/"))
+    assert response.status_code == 302
+    assert response.headers["Content-Security-Policy"] == "frame-ancestors https://example.com"
