@@ -10,13 +10,37 @@ race rare.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, func
+from sqlalchemy import bindparam, func, insert
+from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from app.errors import InvariantViolation
-from app.models import Customer, LedgerEntry
+from app.models import Customer, LedgerEntry, utcnow
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A ledger entry as posted: the row's values (the entry is immutable, so a plain record)."""
+
+    id: int
+    shop_id: int
+    customer_id: int
+    order_ref: str | None
+    award_id: int | None
+    redemption_id: int | None
+    kind: str
+    coins_delta: int
+    pending_delta: int
+    shortfall_delta: int
+    reason: str
+    explanation: str
+    source: str
+    idempotency_key: str
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -47,9 +71,13 @@ _CUSTOMER = (
     .where(Customer.shop_id == bindparam("shop_id"), Customer.platform_customer_id == bindparam("customer_id"))
     .with_for_update()
 )
-_KEY_TAKEN = select(LedgerEntry.id).where(
-    LedgerEntry.shop_id == bindparam("shop_id"), LedgerEntry.idempotency_key == bindparam("key")
+# Plain Core on the table: the entry is written and looked up without the ORM (no unit of work,
+# no model construction, no autoflush); the values come as parameters.
+_ENTRIES = LedgerEntry.__table__  # type: ignore[attr-defined]
+_KEY_TAKEN = core_select(_ENTRIES.c.id).where(
+    _ENTRIES.c.shop_id == bindparam("shop_id"), _ENTRIES.c.idempotency_key == bindparam("key")
 )
+_INSERT_ENTRY = insert(_ENTRIES)
 
 
 def lock_customer(session: Session, shop_id: int, platform_customer_id: str, email: str | None = None) -> Customer:
@@ -78,31 +106,19 @@ def find(session: Session, shop_id: int, key: str) -> LedgerEntry | None:
     return session.exec(query).first()
 
 
-def post(session: Session, customer: Customer, posting: Posting) -> LedgerEntry | None:
+def post(session: Session, customer: Customer, posting: Posting) -> Entry | None:
     """Write `posting` for a locked `customer` and move its cached balances with it.
 
-    Returns the new entry, or None when an entry with this key already exists (a retry).
+    Returns the new entry, or None when an entry with this key already exists (a retry). The entry
+    is one Core INSERT (a second one with the same key still fails on the UNIQUE constraint); the
+    customer's balances change on the ORM object and are written by the session's next flush.
     """
     assert customer.id is not None
-    if session.exec(_KEY_TAKEN.params(shop_id=customer.shop_id, key=posting.key)).first() is not None:
+    conn = session.connection()
+    if conn.execute(_KEY_TAKEN, {"shop_id": customer.shop_id, "key": posting.key}).first() is not None:
         return None
     if not (posting.coins_delta or posting.pending_delta or posting.shortfall_delta):
         raise InvariantViolation(f"posting {posting.key} moves nothing")
-    entry = LedgerEntry(
-        shop_id=customer.shop_id,
-        customer_id=customer.id,
-        order_ref=posting.order_ref,
-        award_id=posting.award_id,
-        redemption_id=posting.redemption_id,
-        kind=posting.kind,
-        coins_delta=posting.coins_delta,
-        pending_delta=posting.pending_delta,
-        shortfall_delta=posting.shortfall_delta,
-        reason=posting.reason,
-        explanation=posting.explanation,
-        source=posting.source[:200],
-        idempotency_key=posting.key,
-    )
     customer.available_coins += posting.coins_delta
     customer.pending_coins += posting.pending_delta
     customer.shortfall_coins += posting.shortfall_delta
@@ -111,10 +127,26 @@ def post(session: Session, customer: Customer, posting: Posting) -> LedgerEntry 
             f"customer {customer.platform_customer_id}: pending {customer.pending_coins}, "
             f"shortfall {customer.shortfall_coins} after {posting.key}"
         )
-    session.add(entry)
+    values: dict[str, Any] = {
+        "shop_id": customer.shop_id,
+        "customer_id": customer.id,
+        "order_ref": posting.order_ref,
+        "award_id": posting.award_id,
+        "redemption_id": posting.redemption_id,
+        "kind": posting.kind,
+        "coins_delta": posting.coins_delta,
+        "pending_delta": posting.pending_delta,
+        "shortfall_delta": posting.shortfall_delta,
+        "reason": posting.reason,
+        "explanation": posting.explanation,
+        "source": posting.source[:200],
+        "idempotency_key": posting.key,
+        "created_at": utcnow(),
+    }
+    inserted = conn.execute(_INSERT_ENTRY, values).inserted_primary_key
+    assert inserted is not None
     session.add(customer)
-    session.flush()
-    return entry
+    return Entry(id=int(inserted[0]), **values)
 
 
 @dataclass(frozen=True)

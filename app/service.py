@@ -16,8 +16,8 @@ from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
 from app import ledger, rules, writebacks
-from app.ledger import Posting
-from app.models import Award, Customer, LedgerEntry, Order, Redemption, Shop, utcnow
+from app.ledger import Entry, Posting
+from app.models import Award, Customer, Order, Redemption, Shop, utcnow
 from app.shop_settings import ShopSettings
 from app.snapshot import OrderSnapshot, normalize_tag
 
@@ -28,7 +28,7 @@ class Outcome:
 
     order_ref: str
     changed: bool
-    entries: list[LedgerEntry] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
     note: str = ""
 
     @property
@@ -164,7 +164,7 @@ def _move_award(
     decision: rules.Decision,
     source: str,
     now: datetime,
-) -> LedgerEntry | None:
+) -> Entry | None:
     diff = decision.coins - award.coins_booked
     if diff == 0:
         return None
@@ -244,7 +244,7 @@ ORDER_NOTE_PLATFORMS = frozenset({"woocommerce"})
 REVERSAL_KINDS = frozenset({"revert", "void", "redeem_refund"})
 
 
-def post(session: Session, shop: Shop, customer: Customer, posting: Posting) -> LedgerEntry | None:
+def post(session: Session, shop: Shop, customer: Customer, posting: Posting) -> Entry | None:
     """Post to the ledger; for a store-credit program, intend the same move on the platform; on a
     platform with order notes, intend a note explaining a reversal."""
     entry = ledger.post(session, customer, posting)
@@ -334,7 +334,7 @@ def _may_have_redemptions(session: Session, shop_id: int) -> bool:
     return known[shop_id]
 
 
-def release_due(session: Session, now: datetime | None = None, source: str = "job:release") -> list[LedgerEntry]:
+def release_due(session: Session, now: datetime | None = None, source: str = "job:release") -> list[Entry]:
     """Post every held award whose hold has ended: pending coins become available, once."""
     now = (now or utcnow()).astimezone(UTC)
     due = session.exec(

@@ -9,8 +9,8 @@ from sqlmodel import Session, select
 
 from app import ledger, writebacks
 from app.errors import InsufficientCoins, InvalidInput, NotFound
-from app.ledger import Posting
-from app.models import Customer, LedgerEntry, Order, Redemption, Shop
+from app.ledger import Entry, Posting
+from app.models import Customer, Order, Redemption, Shop
 from app.service import post, settle_redemptions
 from app.shop_settings import ShopSettings
 from app.snapshot import OrderSnapshot
@@ -44,7 +44,7 @@ def redeem(
     source: str,
     order_ref: str | None = None,
     code: str | None = None,
-) -> tuple[Redemption, LedgerEntry]:
+) -> tuple[Redemption, Entry]:
     """Spend `coins` now, on an order (`order_ref`) or as a code an order will carry later."""
     _check_coins(coins)
     if code is not None:
@@ -106,7 +106,7 @@ def redeem(
 
 
 def adjust(session: Session, shop: Shop, platform_customer_id: str, coins: int, *, reason: str, source: str,
-           key: str) -> LedgerEntry | None:  # fmt: skip
+           key: str) -> Entry | None:  # fmt: skip
     """A manual correction by the merchant or an operator, with the reason in their words."""
     if coins == 0 or abs(coins) > MAX_COINS:
         raise InvalidInput(f"an adjustment is a non-zero number of coins up to {MAX_COINS}", field="coins")

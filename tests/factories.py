@@ -12,6 +12,7 @@ from sqlmodel import select
 from app import audit, wallet
 from app.crypto import Vault
 from app.db import Database
+from app.ledger import Entry
 from app.models import Award, Customer, LedgerEntry, Redemption, Shop
 from app.service import Outcome, apply_snapshot, release_due
 from app.shop_settings import ShopSettings, apply_changes
@@ -93,7 +94,7 @@ class Books:
             redemption, _ = wallet.redeem(session, shop, customer, coins, source="test", order_ref=order, code=code)
             return redemption
 
-    def release(self, now: datetime) -> list[LedgerEntry]:
+    def release(self, now: datetime) -> list[Entry]:
         with self.db.session() as session:
             return release_due(session, now=now)
 
