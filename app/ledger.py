@@ -82,8 +82,8 @@ _INSERT_ENTRY = insert(_ENTRIES)
 
 def lock_customer(session: Session, shop_id: int, platform_customer_id: str, email: str | None = None) -> Customer:
     """The customer's row, locked for this transaction; created on first sight."""
-    query = _CUSTOMER.params(shop_id=shop_id, customer_id=platform_customer_id)
-    customer = session.exec(query).first()
+    params = {"shop_id": shop_id, "customer_id": platform_customer_id}
+    customer = session.exec(_CUSTOMER, params=params).first()
     if customer is not None:
         if email and customer.email != email:
             customer.email = email
@@ -98,7 +98,7 @@ def lock_customer(session: Session, shop_id: int, platform_customer_id: str, ema
             session.add(Customer(shop_id=shop_id, platform_customer_id=platform_customer_id, email=email))
     except IntegrityError:
         pass  # another transaction created it first; the row is as good as ours once locked
-    return session.exec(query).one()
+    return session.exec(_CUSTOMER, params=params).one()
 
 
 def find(session: Session, shop_id: int, key: str) -> LedgerEntry | None:

@@ -36,8 +36,8 @@ class Outcome:
         return sum(e.coins_delta for e in self.entries)
 
 
-# The hot path's queries, built once: the values come as parameters (cheaper than building and
-# hashing a new statement for every delivery).
+# The hot path's queries, built once: the values come as execution parameters (`.params()` would
+# copy the statement, and SQLAlchemy would compute the copy's cache key on every delivery).
 _ORDER = (
     select(Order)
     .where(Order.shop_id == bindparam("shop_id"), Order.platform_order_id == bindparam("order_id"))
@@ -46,31 +46,44 @@ _ORDER = (
 _AWARD = select(Award).where(Award.order_id == bindparam("order_id")).with_for_update()
 
 
-def _lock_order(session: Session, shop: Shop, incoming: OrderSnapshot) -> tuple[Order, OrderSnapshot | None]:
-    query = _ORDER.params(shop_id=shop.id, order_id=incoming.order_id)
-    order = session.exec(query).first()
+def _new_order(shop: Shop, snap: OrderSnapshot, now: datetime, customer_id: int | None = None) -> Order:
+    """An order row never seen before, with every column's final value (one INSERT, no UPDATE)."""
+    assert shop.id is not None
+    return Order(
+        shop_id=shop.id,
+        platform_order_id=snap.order_id,
+        name=snap.order_name,
+        customer_id=customer_id,
+        snapshot=snap.to_json(),
+        snapshot_updated_at=snap.updated_at,
+        updated_at=now,
+    )
+
+
+def _lock_order(
+    session: Session, shop: Shop, incoming: OrderSnapshot, now: datetime
+) -> tuple[Order | None, OrderSnapshot | None]:
+    """The order's row, locked, and its stored snapshot; no snapshot when the order is new.
+
+    On SQLite (the only writer: no one else can insert the order after our SELECT) a new order is
+    left to `apply_snapshot` (None), which inserts it once its customer is known. On PostgreSQL it
+    is inserted here, in a savepoint, so that its row lock is taken before the customer's.
+    """
+    params = {"shop_id": shop.id, "order_id": incoming.order_id}
+    order = session.exec(_ORDER, params=params).first()
     if order is not None:
         return order, OrderSnapshot.from_json(order.snapshot)
-    assert shop.id is not None
-    order = Order(
-        shop_id=shop.id,
-        platform_order_id=incoming.order_id,
-        name=incoming.order_name,
-        snapshot={},
-        snapshot_updated_at=incoming.updated_at,
-    )
     if ledger.sole_writer(session):
-        session.add(order)  # no one else can have inserted it since our SELECT
-        session.flush()
-        return order, None
+        return None, None
     from sqlalchemy.exc import IntegrityError
 
+    order = _new_order(shop, incoming, now)
     try:
         with session.begin_nested():
             session.add(order)
     except IntegrityError:
         # Created by a concurrent transaction: lock theirs and merge into it.
-        order = session.exec(query).one()
+        order = session.exec(_ORDER, params=params).one()
         return order, OrderSnapshot.from_json(order.snapshot)
     return order, None
 
@@ -80,31 +93,42 @@ def apply_snapshot(
 ) -> Outcome:
     """Merge `incoming` into the stored order and bring its award and redemptions to target."""
     now = now or utcnow()
-    order, stored = _lock_order(session, shop, incoming)
-    merged = incoming if stored is None else stored.merge(incoming)
-    if stored is not None and merged.to_json() == stored.to_json():
-        # Stale or duplicate: nothing new about this order, so nothing may change.
-        return Outcome(incoming.order_id, changed=False, note="nothing new in this snapshot")
-    order.snapshot = merged.to_json()
-    order.snapshot_updated_at = merged.updated_at
-    order.name = merged.order_name or order.name
-    order.updated_at = now
-    session.add(order)
+    assert shop.id is not None
+    order, stored = _lock_order(session, shop, incoming, now)
+    merged = incoming
+    if stored is not None:
+        assert order is not None
+        merged = stored.merge(incoming)
+        snapshot = merged.to_json()
+        if snapshot == stored.to_json():
+            # Stale or duplicate: nothing new about this order, so nothing may change.
+            return Outcome(incoming.order_id, changed=False, note="nothing new in this snapshot")
+        order.snapshot = snapshot
+        order.snapshot_updated_at = merged.updated_at
+        order.name = merged.order_name or order.name
+        order.updated_at = now
+        session.add(order)
     outcome = Outcome(merged.order_id, changed=True)
     if merged.customer_id is None:
+        if order is None:
+            session.add(_new_order(shop, merged, now))
         outcome.note = "guest order: nothing to earn or return"
         return outcome
     settings = ShopSettings.cached(shop.settings)
     # No autoflush from here to the posting: what these queries look up (the customer, the award,
     # an entry's key, a write-back's key) is flushed as soon as it is created, so flushing the
     # order's and customer's pending changes before each query would only cost a unit of work
-    # each; the posting's flush writes them all at once.
+    # each; the session's next flush writes them all at once.
     with session.no_autoflush:
-        customer = ledger.lock_customer(session, order.shop_id, merged.customer_id, merged.customer_email)
+        customer = ledger.lock_customer(session, shop.id, merged.customer_id, merged.customer_email)
         if merged.customer_tags - {normalize_tag(t) for t in customer.tags}:
             customer.tags = sorted(set(customer.tags) | merged.customer_tags)
-        order.customer_id = customer.id
-        _settle_award(session, shop, settings, order, merged, customer, source, now, outcome)
+        if order is None:
+            order = _new_order(shop, merged, now, customer.id)
+            session.add(order)  # inserted by the award's flush, or the caller's
+        else:
+            order.customer_id = customer.id
+        _settle_award(session, shop, settings, order, merged, customer, source, now, outcome, new=stored is None)
     settle_redemptions(session, shop, merged, customer, source, outcome)
     return outcome
 
@@ -119,8 +143,12 @@ def _settle_award(
     source: str,
     now: datetime,
     outcome: Outcome,
+    *,
+    new: bool = False,
 ) -> None:
-    award = session.exec(_AWARD.params(order_id=order.id)).first()
+    """Bring the order's award to its target; `new`: the order was created by this call, so it
+    has no award yet."""
+    award = None if new else session.exec(_AWARD, params={"order_id": order.id}).first()
     if award is None:
         tags = frozenset(normalize_tag(t) for t in customer.tags)
         blocked = rules.may_start_award(snap, settings.earn, settings.revert, tags)
@@ -134,6 +162,8 @@ def _settle_award(
             outcome.note = decision.cause
             return
         delay = settings.earn.delay_days
+        if order.id is None:
+            session.flush()  # the new order: the award refers to its id
         assert order.id is not None and customer.id is not None and shop.id is not None
         award = Award(
             shop_id=shop.id,
