@@ -80,6 +80,14 @@ _KEY_TAKEN = core_select(_ENTRIES.c.id).where(
 _INSERT_ENTRY = insert(_ENTRIES)
 
 
+def _new_customer(shop_id: int, platform_customer_id: str, email: str | None) -> Customer:
+    # The fields with a default factory are given: pydantic would inspect each factory's signature
+    # on every construction, which costs more than the rest of it.
+    return Customer(
+        shop_id=shop_id, platform_customer_id=platform_customer_id, email=email, tags=[], created_at=utcnow()
+    )
+
+
 def lock_customer(session: Session, shop_id: int, platform_customer_id: str, email: str | None = None) -> Customer:
     """The customer's row, locked for this transaction; created on first sight."""
     params = {"shop_id": shop_id, "customer_id": platform_customer_id}
@@ -89,13 +97,13 @@ def lock_customer(session: Session, shop_id: int, platform_customer_id: str, ema
             customer.email = email
         return customer
     if sole_writer(session):
-        customer = Customer(shop_id=shop_id, platform_customer_id=platform_customer_id, email=email)
+        customer = _new_customer(shop_id, platform_customer_id, email)
         session.add(customer)
         session.flush()
         return customer
     try:
         with session.begin_nested():
-            session.add(Customer(shop_id=shop_id, platform_customer_id=platform_customer_id, email=email))
+            session.add(_new_customer(shop_id, platform_customer_id, email))
     except IntegrityError:
         pass  # another transaction created it first; the row is as good as ours once locked
     return session.exec(_CUSTOMER, params=params).one()

@@ -172,6 +172,7 @@ def _settle_award(
             rule=rule.to_json(),
             state="held" if delay else "active",
             hold_until=now + timedelta(days=delay) if delay else None,
+            created_at=utcnow(),  # given: pydantic would inspect the default factory's signature
         )
         session.add(award)
         session.flush()
