@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from huey import Huey
@@ -16,7 +17,8 @@ from sqlmodel import select
 from app import jobs
 from app.config import Settings
 from app.intake import store_delivery
-from app.models import Shop, WebhookDelivery
+from app.models import Customer, Shop, WebhookDelivery
+from app.service import Outcome
 from tests.conftest import PG_URL
 from tests.factories import Books
 
@@ -183,3 +185,49 @@ def test_the_webhook_insert_stores_what_the_orm_reads(settings: Settings, books:
         ).all()
         assert stored[0] == stored[1]
     db.dispose()
+
+
+def test_a_delivery_rolled_back_after_posting_leaves_no_trace_for_the_next_one(
+    settings: Settings, tmp_path: Path, books: Books, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivery that fails after its posting is rolled back to its savepoint, balances included:
+    the next delivery of the same customer, in the same transaction, sees the balances as they are
+    in the database (here: only 2 coins left, so a revert of 42 floors at 0 and records 40 short)."""
+    from app import intake, ledger
+    from web import create_app
+
+    log, lock_customer, held = intake._log, ledger.lock_customer, []
+
+    def holding(*args: Any, **kwargs: Any) -> Customer:
+        held.append(lock_customer(*args, **kwargs))  # kept alive: the identity map is weak
+        return held[-1]
+
+    def failing(delivery: intake._Delivery, outcome: Outcome) -> None:
+        if outcome.order_ref == "8":
+            raise RuntimeError("after the posting")
+        log(delivery, outcome)
+
+    monkeypatch.setattr(intake, "_log", failing)
+    monkeypatch.setattr(ledger, "lock_customer", holding)
+    app = create_app(settings.model_copy(update={"queue_url": f"sqlite:///{tmp_path / 'queue.db'}"}))
+    svc = app.extensions["clawback"]
+    shop = books.open("rollback-test.myshopify.com", revert__enabled="true")
+
+    sent = iter(range(100))
+
+    def deliver(*bodies: tuple[str, bytes]) -> None:
+        with svc.db.session() as session:
+            for topic, body in bodies:
+                store_delivery(session, shop_id=shop.shop_id, platform="shopify", topic=topic,
+                               delivery_id=f"rollback-{next(sent)}", body=body, headers={})  # fmt: skip
+        assert svc.jobs.poll_deliveries() == len(bodies)
+
+    deliver(("orders/paid", _order(7, "42.00")))
+    shop.redeem("9", 40)
+    assert shop.balance("9") == {"available": 2, "pending": 0, "shortfall": 0}
+    deliver(("orders/paid", _order(8, "50.00")), ("orders/cancelled", _order(7, "42.00", status="refunded")))
+    assert shop.balance("9") == {"available": 0, "pending": 0, "shortfall": 40}
+    assert [(e.kind, e.coins_delta, e.shortfall_delta) for e in shop.entries()] == [
+        ("earn", 42, 0), ("redeem", -40, 0), ("revert", -2, 40)
+    ]  # fmt: skip
+    svc.db.dispose()
