@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert
+from sqlalchemy import bindparam, func, insert, inspect, update
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from app.errors import InvariantViolation
@@ -78,6 +79,16 @@ _KEY_TAKEN = core_select(_ENTRIES.c.id).where(
     _ENTRIES.c.shop_id == bindparam("shop_id"), _ENTRIES.c.idempotency_key == bindparam("key")
 )
 _INSERT_ENTRY = insert(_ENTRIES)
+_CUSTOMERS = Customer.__table__  # type: ignore[attr-defined]
+_MOVE_BALANCES = (
+    update(_CUSTOMERS)
+    .where(_CUSTOMERS.c.id == bindparam("customer"))
+    .values(
+        available_coins=_CUSTOMERS.c.available_coins + bindparam("coins"),
+        pending_coins=_CUSTOMERS.c.pending_coins + bindparam("pending"),
+        shortfall_coins=_CUSTOMERS.c.shortfall_coins + bindparam("shortfall"),
+    )
+)
 
 
 def _new_customer(shop_id: int, platform_customer_id: str, email: str | None) -> Customer:
@@ -117,9 +128,9 @@ def find(session: Session, shop_id: int, key: str) -> LedgerEntry | None:
 def post(session: Session, customer: Customer, posting: Posting) -> Entry | None:
     """Write `posting` for a locked `customer` and move its cached balances with it.
 
-    Returns the new entry, or None when an entry with this key already exists (a retry). The entry
-    is one Core INSERT (a second one with the same key still fails on the UNIQUE constraint); the
-    customer's balances change on the ORM object and are written by the session's next flush.
+    Returns the new entry, or None when an entry with this key already exists (a retry). Two Core
+    statements, no unit of work: the entry's INSERT (a second one with the same key still fails on
+    the UNIQUE constraint) and the balances' UPDATE, by the deltas.
     """
     assert customer.id is not None
     conn = session.connection()
@@ -127,13 +138,12 @@ def post(session: Session, customer: Customer, posting: Posting) -> Entry | None
         return None
     if not (posting.coins_delta or posting.pending_delta or posting.shortfall_delta):
         raise InvariantViolation(f"posting {posting.key} moves nothing")
-    customer.available_coins += posting.coins_delta
-    customer.pending_coins += posting.pending_delta
-    customer.shortfall_coins += posting.shortfall_delta
-    if customer.pending_coins < 0 or customer.shortfall_coins < 0:
+    available = customer.available_coins + posting.coins_delta
+    pending = customer.pending_coins + posting.pending_delta
+    shortfall = customer.shortfall_coins + posting.shortfall_delta
+    if pending < 0 or shortfall < 0:
         raise InvariantViolation(
-            f"customer {customer.platform_customer_id}: pending {customer.pending_coins}, "
-            f"shortfall {customer.shortfall_coins} after {posting.key}"
+            f"customer {customer.platform_customer_id}: pending {pending}, shortfall {shortfall} after {posting.key}"
         )
     values: dict[str, Any] = {
         "shop_id": customer.shop_id,
@@ -153,7 +163,15 @@ def post(session: Session, customer: Customer, posting: Posting) -> Entry | None
     }
     inserted = conn.execute(_INSERT_ENTRY, values).inserted_primary_key
     assert inserted is not None
-    session.add(customer)
+    moves = {"coins": posting.coins_delta, "pending": posting.pending_delta, "shortfall": posting.shortfall_delta}
+    conn.execute(_MOVE_BALANCES, {"customer": customer.id, **moves})
+    # The object now says what the row says, without a second UPDATE from the unit of work; and it
+    # is registered as changed in this transaction, as a flush would, so that rolling back (a
+    # delivery's savepoint) expires it: the next reader loads the balances from the row again.
+    set_committed_value(customer, "available_coins", available)
+    set_committed_value(customer, "pending_coins", pending)
+    set_committed_value(customer, "shortfall_coins", shortfall)
+    session._register_altered([inspect(customer)])
     return Entry(id=int(inserted[0]), **values)
 
 
