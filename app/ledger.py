@@ -120,11 +120,6 @@ def lock_customer(session: Session, shop_id: int, platform_customer_id: str, ema
     return session.exec(_CUSTOMER, params=params).one()
 
 
-def find(session: Session, shop_id: int, key: str) -> LedgerEntry | None:
-    query = select(LedgerEntry).where(LedgerEntry.shop_id == shop_id, LedgerEntry.idempotency_key == key)
-    return session.exec(query).first()
-
-
 def post(session: Session, customer: Customer, posting: Posting) -> Entry | None:
     """Write `posting` for a locked `customer` and move its cached balances with it.
 
