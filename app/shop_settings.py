@@ -127,6 +127,16 @@ WC_STATUS_SLUG = re.compile(r"\A[a-z0-9_-]{1,40}\Z")
 META_KEY = re.compile(r"\A[^\s,=]{1,100}\Z")
 
 
+def _shown(raw: str) -> str:
+    """`raw` quoted for a message when it is storable text, else 'a value' (never echo what cannot
+    be encoded: the message itself would fail)."""
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a value"
+    return f"'{raw[:40]}'"
+
+
 class WooCommerceSettings(_Section):
     """How a WooCommerce store's orders read, since WooCommerce has no order tags and merchants add
     statuses of their own (ignored by other platforms)."""
@@ -145,7 +155,7 @@ class WooCommerceSettings(_Section):
         for raw, status in mapping.items():
             slug = raw.strip().lower().removeprefix("wc-")
             if not WC_STATUS_SLUG.match(slug):
-                raise ValueError(f"'{raw[:40]}' is not an order status slug (letters, digits, - and _)")
+                raise ValueError(f"{_shown(raw)} is not an order status slug (letters, digits, - and _)")
             out[slug] = status
         if len(out) > MAX_TAGS:
             raise ValueError(f"at most {MAX_TAGS} mapped statuses")
@@ -155,8 +165,8 @@ class WooCommerceSettings(_Section):
     @classmethod
     def _keys(cls, keys: list[str]) -> list[str]:
         for key in keys:
-            if not META_KEY.match(key):
-                raise ValueError(f"'{key[:40]}' is not a meta key (no spaces, commas or '=')")
+            if not META_KEY.match(key) or not key.isprintable() or _shown(key) == "a value":
+                raise ValueError(f"{_shown(key)} is not a meta key (printable, no spaces, commas or '=')")
         if len(keys) > MAX_TAGS:
             raise ValueError(f"at most {MAX_TAGS} meta keys")
         return list(dict.fromkeys(keys))

@@ -184,7 +184,7 @@ def _count_inputs(request: pytest.FixtureRequest, record_property: Callable[[str
 
 # --- bugs still open, recognised by their exact signature -----------------------------------------
 
-# Letters follow the report. A-Q were found by this sweep and are fixed; their test_bug_* tests below
+# Letters follow the report. A-R were found by this sweep and are fixed; their test_bug_* tests below
 # are regression tests. None is open now. An open bug is pinned by a strict xfail (`_open`) and listed
 # here with its exact signature, so the sweeps can count it and go on; anything else fails.
 KNOWN_BUGS: dict[str, str] = {}
@@ -2100,3 +2100,12 @@ def test_bug_q_an_ignored_reason_quoting_a_lone_surrogate(installed: World, topi
     installed.seed()
     row = _settles(installed, topic, to_json(payload).encode())
     assert row.status == "ignored" and row.last_error
+
+
+@pytest.mark.parametrize(("key", "value"), [("woocommerce.tag_meta_keys", "\ud800" * 41),
+                                            ("woocommerce.status_map", "\udcff=paid")])  # fmt: skip
+def test_bug_r_woocommerce_settings_with_undecodable_text(key: str, value: str) -> None:
+    """R: a meta key or status slug of lone surrogates was echoed into the refusal, which pydantic
+    could not encode (a traceback instead of InvalidInput)."""
+    with pytest.raises(InvalidInput):
+        apply_changes(ShopSettings(), {key: value})
