@@ -67,7 +67,7 @@ def receive(platform: str) -> ResponseReturnValue:
         return jsonify(status="ok"), 200
     if connector.shop_in_body and shop is None:
         # The verified body names the shop; it must have been signed with that shop's own secret.
-        shop = get_session().exec(select(Shop).where(Shop.platform == platform, Shop.domain == delivery.shop)).first()
+        shop = find_shop(svc.db, platform, delivery.shop)
         own = connector.secrets(svc.settings, read_credentials(svc.vault, shop)) if shop is not None else []
         if shop is not None and not connector.verify(raw, headers, own):
             return _refuse(401, "signature missing or invalid", platform)

@@ -59,7 +59,7 @@ def store_from_source(raw: str | None) -> str | None:
 
 
 def _settings(shop: Shop) -> ShopSettings:
-    return ShopSettings.from_stored(shop.settings)
+    return ShopSettings.cached(shop.settings)  # parsed once per stored value; read-only
 
 
 def _order(body: Mapping[str, Any], shop: Shop) -> list[Event]:
