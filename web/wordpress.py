@@ -11,8 +11,6 @@ GET  /wordpress/launch?store=&user=&ts=&sig= the plugin's iframe: a signature ma
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import time
 
@@ -23,8 +21,9 @@ from sqlmodel import select
 from app.errors import InvalidInput
 from app.models import Shop, Writeback
 from app.shops import read_credentials
+from connectors.base import hmac_sha256_matches
 from connectors.woocommerce import connect, store_from_source
-from connectors.woocommerce.client import KeysRefused, StoreClient, WooCommerceError
+from connectors.woocommerce.client import KeysRefused, WooCommerceError
 from web.extensions import get_session, services
 from web.session import frame_ancestors, mint
 
@@ -59,11 +58,7 @@ def connect_callback() -> ResponseReturnValue:
     session = get_session()
     try:
         keys = connect.read_keys(request.get_json(force=True, silent=True))  # whatever the Content-Type says
-        token = connect.live_token(session, keys.token)
-        if token is None:
-            raise connect.CallbackRefused(403, "the install token is unknown, used or expired")
-        client = StoreClient(token.store_url, keys.consumer_key, keys.consumer_secret)
-        shop = connect.accept(session, svc.vault, keys, client)
+        shop = connect.accept(session, svc.vault, keys)
     except connect.CallbackRefused as exc:
         session.rollback()
         return _refuse(exc.status, str(exc))
@@ -103,10 +98,10 @@ def connect_return() -> ResponseReturnValue:
     return render_template("wordpress/return.html", approved=approved, store=store)
 
 
-def launch_signature(secret: str, store: str, user: str, ts: str) -> str:
-    """What the plugin signs: hex HMAC-SHA256 of `store|user|ts` with the store's launch secret,
+def _launch_message(store: str, user: str, ts: str) -> bytes:
+    """What the plugin signs (hex HMAC-SHA256 with the store's launch secret): `store|user|ts`,
     `store` exactly as sent (the plugin's `home_url('/')`), so neither side has to normalize it."""
-    return hmac.new(secret.encode(), f"{store}|{user}|{ts}".encode(), hashlib.sha256).hexdigest()
+    return f"{store}|{user}|{ts}".encode()
 
 
 @bp.get("/wordpress/launch")
@@ -124,8 +119,7 @@ def launch() -> ResponseReturnValue:
     secret = str(read_credentials(services().vault, shop).get("launch_secret") or "") if shop else ""
     if shop is None or shop.id is None or shop.uninstalled_at is not None or not secret:
         return _refuse(401, "this store is not connected to Clawback")
-    given = request.args.get("sig", "").encode() if sig.isascii() else b""
-    if not hmac.compare_digest(launch_signature(secret, raw_store, user, ts).encode(), given):
+    if not hmac_sha256_matches(_launch_message(raw_store, user, ts), sig, [secret], encoding="hex"):
         return _refuse(401, "the launch signature is not valid")
     location = url_for("admin.features", t=mint(shop.id, "wordpress"))
     response = Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})

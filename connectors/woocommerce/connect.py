@@ -113,8 +113,9 @@ def live_token(session: Session, token: str, now: datetime | None = None) -> Ins
     return row
 
 
-def accept(session: Session, vault: Vault, keys: Keys, client: StoreClient, now: datetime | None = None) -> Shop:
-    """Check the keys with the store, consume the token, store the keys and intend the webhooks.
+def accept(session: Session, vault: Vault, keys: Keys, now: datetime | None = None) -> Shop:
+    """Check the keys with the token's store, consume the token, store the keys and intend the
+    webhooks.
 
     The store is called before anything is written, so no write transaction waits on it; the
     token is consumed by a conditional UPDATE, so of two racing callbacks only one succeeds.
@@ -125,6 +126,7 @@ def accept(session: Session, vault: Vault, keys: Keys, client: StoreClient, now:
         raise CallbackRefused(403, "the install token is unknown, used or expired; start the connection again")
     store_url = row.store_url
     session.rollback()  # end the read: the store is called with no transaction open
+    client = StoreClient(store_url, keys.consumer_key, keys.consumer_secret)
     currency = client.current_currency()  # KeysRefused / Unavailable: the caller answers non-200
     consumed = session.execute(
         update(InstallToken)
