@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from app import privacy
+from app import inbox, privacy
 from app.db import READ_ONLY, Database
 from app.events import (
     AppUninstalled,
@@ -88,21 +88,34 @@ _SQLITE_BINDS: list[tuple[str, Callable[[Any], Any]]] = []
 _SQLITE_SQL: list[str] = []
 
 
-def _sqlite_insert_sql(db: Database) -> str:
-    """The INSERT as SQLite text, with each column's own bind processor (JSON headers, the
-    DateTime storage format) taken from SQLAlchemy so the stored values are exactly what the ORM
-    writes and reads. Built once."""
+def _sqlite_insert_sql(db: Database, *, returning: bool = True) -> str:
+    """The INSERT as SQLite text (with RETURNING id, or without it for the inbox's executemany),
+    with each column's own bind processor (JSON headers, the DateTime storage format) taken from
+    SQLAlchemy so the stored values are exactly what the ORM writes and reads. Built once."""
     if not _SQLITE_SQL:
         dialect = db.engine.dialect
         names = list(_values(0, "", "", "", b"", {}))
+        assert tuple(names) == inbox.COLUMNS, names  # the inbox holds these parameters, in this order
         for name in names:
             process = _DELIVERIES.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             _SQLITE_BINDS.append((name, process or (lambda v: v)))
-        stmt = _insert_statement("sqlite").values({n: bindparam(n) for n in names})
-        compiled = stmt.compile(dialect=dialect)
-        _SQLITE_SQL.append(str(compiled))
-        assert compiled.positiontup == names, compiled.positiontup  # the order the values are passed in
-    return _SQLITE_SQL[0]
+        values: dict[str, Any] = {n: bindparam(n) for n in names}
+        plain = sqlite_insert(_DELIVERIES).on_conflict_do_nothing(index_elements=["shop_id", "delivery_id"])
+        for stmt in (_insert_statement("sqlite").values(values), plain.values(values)):
+            compiled = stmt.compile(dialect=dialect)
+            assert compiled.positiontup == names, compiled.positiontup  # the order the values are passed in
+            _SQLITE_SQL.append(str(compiled))
+    return _SQLITE_SQL[0] if returning else _SQLITE_SQL[1]
+
+
+def _sqlite_params(db: Database, values: Mapping[str, Any]) -> list[Any]:
+    _sqlite_insert_sql(db)
+    return [process(values[name]) for name, process in _SQLITE_BINDS]
+
+
+def move_inbox(db: Database, spool: inbox.Inbox, limit: int = 500) -> inbox.Moved:
+    """The job worker's first step on SQLite: spooled deliveries into `webhook_deliveries`."""
+    return spool.move(db, _sqlite_insert_sql(db, returning=False), limit)
 
 
 def store_delivery(
@@ -180,14 +193,26 @@ def accept(
     delivery_id: str,
     body: bytes,
     headers: Mapping[str, str],
+    spool: inbox.Inbox | None = None,
 ) -> Accepted:
     """The webhook's whole write: one INSERT in its own short transaction, committed (durable)
     before this returns. No ORM, no second write: the stored row is the job (see `pending`).
-    A duplicate costs one more read, outside any write lock, to report the stored row's state."""
+    A duplicate costs one more read, outside any write lock, to report the stored row's state.
+
+    With a `spool` (SQLite with a job worker: see app/inbox.py) the INSERT goes to the inbox
+    instead, after a read that answers a duplicate of a stored delivery as one; the worker moves
+    it into `webhook_deliveries`, where the UNIQUE constraint settles duplicates still spooled.
+    """
+    if spool is not None:
+        found = _stored(db, shop_id, delivery_id)
+        if found is not None:
+            return found
+        spool.spool(_sqlite_params(db, _values(shop_id, platform, topic, delivery_id, body, headers)))
+        return Accepted(0, duplicate=False, status="spooled")
     if db.is_sqlite:
         values = _values(shop_id, platform, topic, delivery_id, body, headers)
         with db.sqlite_write() as cursor:
-            row = cursor.execute(_sqlite_insert_sql(db), [p(values[c]) for c, p in _SQLITE_BINDS]).fetchone()
+            row = cursor.execute(_sqlite_insert_sql(db), _sqlite_params(db, values)).fetchone()
         pk = None if row is None else int(row[0])
     else:
         with db.write() as conn:
@@ -195,14 +220,34 @@ def accept(
                                 body=body, headers=headers)  # fmt: skip
     if pk is not None:
         return Accepted(pk, duplicate=False)
-    with db.read() as conn:
-        found = conn.execute(
-            select(_DELIVERIES.c.id, _DELIVERIES.c.status, _DELIVERIES.c.attempts).where(
-                _DELIVERIES.c.shop_id == shop_id, _DELIVERIES.c.delivery_id == delivery_id[:200]
-            )
-        ).first()
+    found = _stored(db, shop_id, delivery_id)
     if found is None:  # stored, then erased with its shop (shop/redact) in between
         return Accepted(0, duplicate=True, status="missing")
+    return found
+
+
+_STORED = core_select(_DELIVERIES.c.id, _DELIVERIES.c.status, _DELIVERIES.c.attempts).where(
+    _DELIVERIES.c.shop_id == bindparam("shop_id"), _DELIVERIES.c.delivery_id == bindparam("delivery_id")
+)
+_STORED_SQL: list[str] = []
+
+
+def _stored(db: Database, shop_id: int, delivery_id: str) -> Accepted | None:
+    """The stored delivery with this id, read without a write lock (on SQLite through the driver:
+    one statement, no BEGIN)."""
+    params = {"shop_id": shop_id, "delivery_id": delivery_id[:200]}
+    if db.is_sqlite:
+        if not _STORED_SQL:
+            compiled = _STORED.compile(dialect=db.engine.dialect)
+            assert compiled.positiontup == ["shop_id", "delivery_id"], compiled.positiontup
+            _STORED_SQL.append(str(compiled))
+        with db.sqlite_read() as cursor:
+            found = cursor.execute(_STORED_SQL[0], (params["shop_id"], params["delivery_id"])).fetchone()
+    else:
+        with db.read() as conn:
+            found = conn.execute(_STORED, params).first()
+    if found is None:
+        return None
     return Accepted(int(found[0]), duplicate=True, status=str(found[1]), attempts=int(found[2]))
 
 

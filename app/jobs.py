@@ -31,6 +31,7 @@ from sqlmodel import col, select
 
 from app import intake, reconcile, service, writebacks
 from app.db import Database
+from app.inbox import Inbox
 from app.models import Shop, WebhookDelivery, utcnow
 from app.snapshot import OrderSnapshot
 
@@ -40,10 +41,7 @@ PROCESS_RETRIES = 6  # 2 s, 4 s, 8 s, … about two minutes in all, then the dea
 # schedule (2 + 4 + … + 64 = 126 s), so a delivery waiting for a retry is not swept twice.
 SWEEP_AFTER_S = 600
 BATCH = 100  # stored deliveries read per poll
-# The worker process runs at a lower CPU priority than the web workers beside it: on a small
-# machine under a burst, answering webhooks comes first (the platforms time out after seconds),
-# and processing catches up in the gaps; the total work, and so the end-to-end time, is the same.
-WORKER_NICE = 5
+PRIORITIES = ("idle", "low", "normal")
 
 
 def make_huey(queue_url: str, database_url: str) -> Huey:
@@ -82,8 +80,10 @@ class Jobs:
         parser_for: Callable[[str], intake.Parser],
         executor: writebacks.Executor,
         orders_since: Callable[[Shop, datetime], Iterable[OrderSnapshot]] | None = None,
+        inbox: Inbox | None = None,
     ) -> None:
         self.huey, self.db, self.parser_for, self.executor = huey, db, parser_for, executor
+        self.inbox = inbox
         self.orders_since = orders_since
         task = huey.task(retries=PROCESS_RETRIES, retry_delay=2, retry_backoff=2, context=True, name="process_delivery")
         self.process = task(self._process)
@@ -170,6 +170,8 @@ class Jobs:
         if not self._polling.acquire(blocking=False):
             return 0
         try:
+            if self.inbox is not None:
+                intake.move_inbox(self.db, self.inbox)
             batch = intake.pending(self.db, self.parser_for, limit)
             if not batch:
                 return 0
@@ -236,9 +238,24 @@ class _Consumer(Consumer):
         self.worker_class = type("DeliveryWorker", (DeliveryWorker,), {"jobs": jobs})
         super().__init__(jobs.huey, **options)
 
-    def start(self) -> None:
-        try:
-            os.nice(WORKER_NICE)
-        except OSError:  # not permitted here: run at the usual priority
-            log.warning("could not lower the worker's CPU priority")
-        super().start()
+
+def set_priority(priority: str) -> None:
+    """The CPU priority of this process's threads and those it starts next (Linux).
+
+    `idle` (SCHED_IDLE) when the worker runs beside the web workers on one machine (`clawback
+    serve`): answering webhooks comes first (the platforms time out after seconds, and give up
+    on an endpoint that keeps failing), and the worker takes the CPU the web leaves; deliveries
+    wait, durable, in the meantime. Under a burst this is what keeps the answers fast: the total
+    work, and so the end-to-end time, stays the same. The price: any other busy process on the
+    machine comes first too. `low` is nice 19 (a small share even then); `normal` changes nothing
+    (a worker on a machine of its own).
+    """
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}")
+    try:
+        if priority == "idle":
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        elif priority == "low":
+            os.nice(19)
+    except (OSError, AttributeError):  # not permitted here, or not Linux: the usual priority
+        log.warning("could not lower the worker's CPU priority to %s", priority)

@@ -38,7 +38,7 @@ import app.jobs
 from app import ledger
 from app.config import Settings
 from app.db import Database, normalize_url
-from app.intake import store_delivery
+from app.intake import move_inbox, store_delivery
 from app.jobs import Jobs
 from app.models import Order, Shop, WebhookDelivery
 from tests.conftest import SHOPIFY_API_KEY, SHOPIFY_API_SECRET, TEST_ENCRYPTION_KEY
@@ -214,6 +214,12 @@ class Stack:
         with self.db.session() as session:
             return session.exec(select(WebhookDelivery).where(WebhookDelivery.delivery_id == d.webhook_id)).one()
 
+    def status(self, d: Delivery) -> str | None:
+        """The stored delivery's status; None while it is still in the inbox."""
+        with self.db.session() as session:
+            found = session.exec(select(WebhookDelivery.status).where(WebhookDelivery.delivery_id == d.webhook_id))
+            return found.first()
+
     def count(self, model: Any) -> int:
         with self.db.session() as session:
             return int(session.exec(select(func.count()).select_from(model)).one())
@@ -222,8 +228,19 @@ class Stack:
         """process_delivery jobs waiting in the queue file (not those a worker has taken)."""
         return sum(1 for task in self.jobs.huey.pending() if task.name == "process_delivery")
 
+    def spooled(self) -> int:
+        """Deliveries waiting in the inbox (SQLite: see app/inbox.py); 0 where there is none."""
+        inbox = self.app.extensions["clawback"].inbox
+        return 0 if inbox is None else int(inbox.depth())
+
+    def move_spooled(self) -> None:
+        """What a worker does first: the inbox's deliveries into webhook_deliveries."""
+        inbox = self.app.extensions["clawback"].inbox
+        if inbox is not None:
+            move_inbox(self.db, inbox)
+
     def settled(self, *deliveries: Delivery) -> bool:
-        return self.queued() == 0 and all(self.delivery(d).status != "received" for d in deliveries)
+        return self.queued() == 0 and all(self.status(d) not in (None, "received") for d in deliveries)
 
     # --- the platform's side --------------------------------------------------------------------
 
@@ -312,6 +329,8 @@ def test_worker_killed_mid_transaction_then_restarted_takes_effect_exactly_once(
     assert stack.post(first) == "accepted"
     assert stack.post(second) == "accepted"
     assert stack.queued() == 0  # nothing enqueued: the stored rows are what workers poll
+    stack.move_spooled()  # (the kill during a move is the next test's)
+    assert stack.spooled() == 0
 
     lock = WriteLock(stack.database_url, stack.shop_id, CUSTOMER)
     try:
@@ -362,6 +381,43 @@ def test_worker_killed_mid_transaction_then_restarted_takes_effect_exactly_once(
     ]
     assert stack.ledger(real=False) == books
     stack.check_books()
+
+
+def test_worker_killed_while_moving_the_inbox_loses_nothing(stack: Stack) -> None:
+    if stack.app.extensions["clawback"].inbox is None:
+        pytest.skip("PostgreSQL has no inbox: webhooks are stored in webhook_deliveries directly")
+    first, second = Delivery(order_payload(A, total="200.00")), Delivery(order_payload(B, total="100.00"))
+    assert stack.post(first) == "accepted"
+    assert stack.post(second) == "accepted"
+    assert (stack.spooled(), stack.count(WebhookDelivery)) == (2, 0)
+
+    lock = WriteLock(stack.database_url, stack.shop_id, CUSTOMER)  # the move's INSERTs wait for it
+    try:
+        doomed = stack.worker(workers=1)
+        wait_until("the worker starts", lambda: "Clawback worker" in stack.log(doomed), stack.logs)
+        time.sleep(1.0)  # SQLite cannot show the waiter: give it time to read the inbox and wait
+        assert doomed.poll() is None, stack.logs()
+        os.kill(doomed.pid, signal.SIGKILL)
+        assert doomed.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        lock.release()
+    # The move's transaction died with it: both still spooled, nothing stored or booked.
+    assert (stack.spooled(), stack.count(WebhookDelivery)) == (2, 0)
+    assert stack.ledger(real=False) == []
+
+    # The platform retries one of them meanwhile: spooled again (the web cannot see the inbox's
+    # copy), and the move keeps one row per delivery id.
+    assert stack.post(first) == "accepted"
+    assert stack.spooled() == 3
+    fresh = stack.worker(workers=2)
+    wait_until("both are moved and processed", lambda: stack.spooled() == 0 and stack.count(WebhookDelivery) == 2
+               and stack.settled(first, second), stack.logs)  # fmt: skip
+    stack.stop(fresh)
+    assert fresh.returncode == 0, stack.logs()
+    assert stack.ledger() == earned((A, first), (B, second))
+    stack.check_books()
+    assert stack.post(first) == "duplicate"  # stored now: the web's read finds it
+    assert stack.spooled() == 0
 
 
 # --- b. the web process dies after storing, before answering --------------------------------------
@@ -458,7 +514,7 @@ def test_a_poison_delivery_is_dead_lettered_and_never_blocks_the_others(
     assert stack.queued() == 0  # the worker polls them, in one batch
 
     worker = stack.worker(workers=1, argv=argv)
-    wait_until("the good deliveries are processed", lambda: all(stack.delivery(d).status == "processed" for d in good),
+    wait_until("the good deliveries are processed", lambda: all(stack.status(d) == "processed" for d in good),
                stack.logs)  # fmt: skip
     wait_until("the poison delivery is dead-lettered", lambda: stack.settled(bad), stack.logs)
     stack.stop(worker)

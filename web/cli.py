@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from app import audit, migrate, service, wallet
 from app.errors import ClawbackError, ConfigError
+from app.jobs import PRIORITIES, set_priority
 from app.models import Customer, LedgerEntry, Shop, WebhookDelivery, Writeback, as_utc
 from app.shops import (
     change_settings,
@@ -141,7 +142,9 @@ def serve(host: str, port: int, workers: int, job_workers: int, migrate_first: b
     worker = None
     if job_workers:
         # The same program, in its own process, so a slow job never holds a web worker.
-        argv = [sys.executable, "-c", "from web.cli import cli; cli()", "worker", "--workers", str(job_workers)]
+        # At idle CPU priority: on this machine the web's answers come first (see set_priority).
+        argv = [sys.executable, "-c", "from web.cli import cli; cli()", "worker", "--workers", str(job_workers),
+                "--priority", "idle"]  # fmt: skip
         worker = subprocess.Popen(argv)  # noqa: S603 - our own interpreter and module
     try:
         run(host=host, port=port, workers=workers)
@@ -162,11 +165,19 @@ def serve(host: str, port: int, workers: int, job_workers: int, migrate_first: b
     show_default=True,
     help="run the schedules (sweep, releases, write-backs, reconciliation); one replica is enough",
 )
-def worker(workers: int, periodic: bool) -> None:
+@click.option(
+    "--priority",
+    type=click.Choice(PRIORITIES),
+    default="normal",
+    show_default=True,
+    help="CPU priority: idle beside web workers on the same machine (what `serve` starts), normal alone",
+)
+def worker(workers: int, periodic: bool, priority: str) -> None:
     """Run the job worker: webhook processing, write-backs, releases and sweeps, with retries."""
     jobs = services().jobs
     if jobs.huey.immediate:
         raise CliError("CLAWBACK_QUEUE_URL=immediate:// runs jobs inline; there is no queue to work")
+    set_priority(priority)  # before the consumer starts its threads: they inherit it
     click.echo(f"Clawback worker: {workers} threads on {type(jobs.huey).__name__}", err=True)
     # Poll at least every half second when idle (SQLite storage polls; Redis and PostgreSQL block),
     # so a webhook's effect shows within a second or two.

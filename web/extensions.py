@@ -11,6 +11,7 @@ from sqlmodel import Session
 from app.config import Settings
 from app.crypto import Vault
 from app.db import Database
+from app.inbox import Inbox
 from app.jobs import Jobs, make_huey
 
 
@@ -27,12 +28,23 @@ class Services:
         return cls(settings)
 
     @cached_property
+    def inbox(self) -> Inbox | None:
+        """On a SQLite database file with a job worker polling (any queue but the inline one of
+        the tests), webhooks are spooled beside the database: see app/inbox.py."""
+        if not self.db.is_sqlite or not self.db.engine.url.database or self.db.engine.url.database == ":memory:":
+            return None
+        if self.settings.queue_url == "immediate://":
+            return None
+        return Inbox.beside(self.db)
+
+    @cached_property
     def jobs(self) -> Jobs:
         import connectors  # the web layer is where the domain meets the platforms
 
         return Jobs(
             make_huey(self.settings.queue_url, self.db.url),
             self.db,
+            inbox=self.inbox,
             parser_for=lambda platform: connectors.get(platform)().parse,
             executor=connectors.writeback_executor(self.settings, self.vault),
             orders_since=lambda shop, since: connectors.get(shop.platform)().orders_since(

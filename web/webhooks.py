@@ -83,7 +83,7 @@ def receive(platform: str) -> ResponseReturnValue:
     # One INSERT in its own transaction, committed (durable) before we answer; the stored row is
     # the job: workers poll stored deliveries, so nothing else is written.
     stored = accept(svc.db, shop_id=shop.id, platform=platform, topic=delivery.topic,
-                    delivery_id=delivery.delivery_id, body=raw, headers=kept)  # fmt: skip
+                    delivery_id=delivery.delivery_id, body=raw, headers=kept, spool=svc.inbox)  # fmt: skip
     if stored.duplicate:
         # "Already have it" is a success. Not tried yet: a worker will poll it. Tried, and waiting
         # for a retry whose job a crash may have lost: enqueue it again now; processing is
@@ -93,7 +93,8 @@ def receive(platform: str) -> ResponseReturnValue:
         DUPLICATES.labels(platform=platform).inc()
         log.info("duplicate delivery", extra=context | {"status": "duplicate"})
         return jsonify(status="duplicate"), 200
-    _enqueue(stored.id, platform, again=False)
+    if stored.status != "spooled":  # a spooled delivery reaches the worker through the inbox
+        _enqueue(stored.id, platform, again=False)
     ACCEPTED.labels(platform=platform).inc()
     log.info("delivery accepted", extra=context | {"status": "accepted"})
     return jsonify(status="accepted"), 200

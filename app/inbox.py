@@ -1,0 +1,134 @@
+"""The inbox: on SQLite, where an accepted webhook waits between its 200 and the job worker.
+
+SQLite has one write lock per database file. A webhook's INSERT into `webhook_deliveries` would
+share it with the job worker, so every answer could wait for a worker transaction to end, and the
+worker (which runs at the lowest CPU priority, so that answering comes first) may be descheduled
+while it holds the lock. So with a job worker on SQLite, the webhook writes its row into a file of
+its own beside the database (`<db>-inbox`), whose write lock only the web workers take, and the
+worker's mover once per batch. The mover copies the rows into `webhook_deliveries` with the very
+INSERT … ON CONFLICT DO NOTHING the web would have run (so the UNIQUE (shop_id, delivery_id)
+constraint still decides what is a duplicate), commits, and only then deletes them from the
+inbox: a crash between the two moves them again, which the constraint makes harmless.
+
+Durability is the database's own (WAL, synchronous=NORMAL: see app/db.py): a row is in the inbox
+file before the 200 goes out. The inbox is a spool, not data: one table created on first use, no
+migrations (a row lives for milliseconds to seconds, and an empty inbox file can be deleted).
+PostgreSQL has row locks, so there the webhook writes `webhook_deliveries` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from app.db import BUSY_TIMEOUT_S, Database, begin_immediate
+
+log = logging.getLogger(__name__)
+
+# The webhook INSERT's parameters, in its order (app/intake checks that they match).
+COLUMNS = ("shop_id", "platform", "topic", "delivery_id", "body", "headers", "received_at", "status", "attempts")
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS inbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, {", ".join(COLUMNS)}
+)
+"""
+_SPOOL = f"INSERT INTO inbox ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608 - constants
+_OLDEST = f"SELECT seq, {', '.join(COLUMNS)} FROM inbox ORDER BY seq LIMIT ?"  # noqa: S608 - constants
+
+
+@dataclass(frozen=True)
+class Moved:
+    """What one move did: rows copied into webhook_deliveries, duplicates of rows already there,
+    and rows whose shop was erased meanwhile (dropped, as the erasure would have dropped them)."""
+
+    stored: int = 0
+    duplicates: int = 0
+    dropped: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.stored + self.duplicates + self.dropped
+
+
+class Inbox:
+    """The spool file beside a SQLite database: `spool` (the web) and `move` (the job worker)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+
+    @classmethod
+    def beside(cls, db: Database) -> Inbox:
+        assert db.is_sqlite and db.engine.url.database, "an inbox belongs beside a SQLite database file"
+        return cls(db.engine.url.database + "-inbox")
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (a forked process opens its own: a connection must not cross
+        a fork)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # the database's durability, and its reason
+            conn.execute(_SCHEMA)
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def spool(self, params: Sequence[Any]) -> None:
+        """Store one delivery's INSERT parameters (in COLUMNS order), durably: committed before
+        this returns, so before the webhook is answered."""
+        conn = self._conn()
+        begin_immediate(conn, None)
+        try:
+            conn.execute(_SPOOL, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def depth(self) -> int:
+        """Rows waiting to be moved."""
+        return int(self._conn().execute("SELECT count(*) FROM inbox").fetchone()[0])
+
+    def move(self, db: Database, insert_sql: str, limit: int = 500) -> Moved:
+        """Copy the oldest `limit` rows into the database (one transaction), then delete them here.
+
+        `insert_sql` is the webhook's own INSERT … ON CONFLICT DO NOTHING without RETURNING, whose
+        parameters the rows hold. Rows of a shop that no longer exists are dropped.
+        """
+        conn = self._conn()
+        rows = conn.execute(_OLDEST, (limit,)).fetchall()
+        if not rows:
+            return Moved()
+        shop_ids = sorted({int(r[1]) for r in rows})  # COLUMNS[0]
+        with db.sqlite_write() as cursor:
+            marks = ",".join("?" * len(shop_ids))
+            live = {int(r[0]) for r in cursor.execute(f"SELECT id FROM shops WHERE id IN ({marks})", shop_ids)}  # noqa: S608 - placeholders only
+            keep = [r[1:] for r in rows if int(r[1]) in live]
+            before = cursor.connection.total_changes
+            if keep:
+                cursor.executemany(insert_sql, keep)
+            stored = cursor.connection.total_changes - before
+        moved = Moved(stored=stored, duplicates=len(keep) - stored, dropped=len(rows) - len(keep))
+        begin_immediate(conn, None)
+        try:
+            marks = ",".join("?" * len(rows))
+            conn.execute(f"DELETE FROM inbox WHERE seq IN ({marks})", [r[0] for r in rows])  # noqa: S608
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if moved.dropped:
+            log.info("dropped %d spooled deliveries of erased shops", moved.dropped)
+        return moved
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            conn.close()
+        self._local.conn = None

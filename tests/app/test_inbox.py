@@ -1,0 +1,156 @@
+"""The inbox (SQLite with a job worker): a webhook is spooled beside the database and the worker
+moves it into webhook_deliveries, exactly once, before processing it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+from sqlmodel import select
+
+from app.config import Settings
+from app.db import Database
+from app.inbox import Inbox
+from app.intake import accept, move_inbox
+from app.models import Shop, WebhookDelivery
+from tests.conftest import SHOPIFY_API_SECRET
+from tests.factories import Books
+from tests.web.test_metrics import metric
+
+DOMAIN = "inbox-test.myshopify.com"
+
+
+@pytest.fixture
+def worker_app(settings: Settings, tmp_path: Path) -> Iterator[Flask]:
+    """The app as `clawback serve` runs it: a real queue (so the worker polls), hence an inbox."""
+    from web import create_app
+
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("the inbox is SQLite's: PostgreSQL stores webhooks directly")
+    app = create_app(settings.model_copy(update={"queue_url": f"sqlite:///{tmp_path / 'queue.db'}"}))
+    app.config["TESTING"] = True
+    yield app
+    app.extensions["clawback"].db.dispose()
+
+
+def order(order_id: int, total: str, status: str = "paid") -> bytes:
+    money = {"shop_money": {"amount": total, "currency_code": "USD"}}
+    return json.dumps({
+        "id": order_id, "name": f"#{order_id}", "financial_status": status, "currency": "USD",
+        "updated_at": "2026-11-01T10:00:00Z" if status == "paid" else "2026-11-01T10:05:00Z",
+        "current_total_price_set": money, "customer": {"id": 9}, "tags": "", "refunds": [],
+    }).encode()  # fmt: skip
+
+
+def post(client: FlaskClient, body: bytes, webhook_id: str, topic: str = "orders/paid") -> Any:
+    signature = base64.b64encode(hmac.new(SHOPIFY_API_SECRET.encode(), body, hashlib.sha256).digest()).decode()
+    response = client.post("/webhooks/shopify", data=body, headers={
+        "X-Shopify-Topic": topic, "X-Shopify-Hmac-Sha256": signature, "X-Shopify-Shop-Domain": DOMAIN,
+        "X-Shopify-Webhook-Id": webhook_id, "Content-Type": "application/json",
+    })  # fmt: skip
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()["status"]
+
+
+def stored(db: Database) -> list[tuple[str, str]]:
+    with db.session() as session:
+        rows = session.exec(select(WebhookDelivery.delivery_id, WebhookDelivery.status).order_by(WebhookDelivery.id))
+        return [(d, s) for d, s in rows]
+
+
+def test_a_webhook_is_spooled_answered_then_moved_and_processed_once(worker_app: Flask, books: Books) -> None:
+    svc = worker_app.extensions["clawback"]
+    assert svc.inbox is not None and svc.inbox.path == svc.db.engine.url.database + "-inbox"
+    shop = books.open(DOMAIN, revert__enabled="true")
+    client = worker_app.test_client()
+    assert post(client, order(7, "42.00"), "w-1") == "accepted"
+    assert post(client, order(7, "42.00"), "w-1") == "accepted"  # the platform's retry, both spooled
+    assert post(client, order(7, "42.00", "refunded"), "w-2", "orders/cancelled") == "accepted"
+    assert (svc.inbox.depth(), stored(svc.db)) == (3, [])  # answered: durable in the inbox, nothing else
+    assert shop.balance("9")["available"] == 0
+    assert metric(client.get("/metrics").get_data(as_text=True), "clawback_inbox_depth") == 3
+
+    assert svc.jobs.poll_deliveries() == 2  # moved (one row per delivery id), then processed in order
+    assert svc.inbox.depth() == 0
+    assert metric(client.get("/metrics").get_data(as_text=True), "clawback_inbox_depth") == 0
+    assert stored(svc.db) == [("w-1", "processed"), ("w-2", "processed")]
+    assert [e.kind for e in shop.entries()] == ["earn", "revert"]
+    assert shop.balance("9")["available"] == 0
+    # Once stored, a retry is answered as the duplicate it is, and spools nothing.
+    assert post(client, order(7, "42.00"), "w-1") == "duplicate"
+    assert svc.inbox.depth() == 0
+    assert svc.jobs.poll_deliveries() == 0
+    assert shop.violations() == []
+
+
+def test_a_moved_row_is_the_row_a_direct_insert_stores(worker_app: Flask, books: Books, tmp_path: Path) -> None:
+    """The inbox holds the INSERT's own parameters: moved, the row is byte for byte what `accept`
+    without an inbox writes (JSON headers, the DateTime text, the body's bytes)."""
+    svc = worker_app.extensions["clawback"]
+    shop = books.open(DOMAIN)
+    headers = {"X-Shopify-Topic": "orders/paid", "X-Note": "é\u2028"}
+    direct = accept(svc.db, shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id="d-1",
+                    body=b"\x00{}", headers=headers)  # fmt: skip
+    spooled = accept(svc.db, shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id="d-2",
+                     body=b"\x00{}", headers=headers, spool=svc.inbox)  # fmt: skip
+    assert (direct.duplicate, spooled.duplicate, spooled.status) == (False, False, "spooled")
+    assert move_inbox(svc.db, svc.inbox).stored == 1
+    with svc.db.session() as session:
+        rows = session.execute(
+            text(
+                "SELECT shop_id, platform, topic, body, headers, typeof(received_at), length(received_at), status, "
+                "attempts FROM webhook_deliveries ORDER BY id"
+            )
+        ).all()
+    assert len(rows) == 2 and rows[0] == rows[1]
+    again = accept(svc.db, shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id="d-2",
+                   body=b"other", headers={}, spool=svc.inbox)  # fmt: skip
+    assert (again.duplicate, again.status, svc.inbox.depth()) == (True, "received", 0)
+
+
+def test_a_failed_move_keeps_every_row_and_an_erased_shop_s_rows_are_dropped(worker_app: Flask, books: Books) -> None:
+    svc = worker_app.extensions["clawback"]
+    keep, gone = books.open(DOMAIN), books.open("erased.myshopify.com")
+    for shop, delivery_id in ((keep, "k-1"), (gone, "g-1"), (keep, "k-2")):
+        accept(svc.db, shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id=delivery_id,
+               body=b"{}", headers={}, spool=svc.inbox)  # fmt: skip
+    with pytest.raises(sqlite3.OperationalError):
+        svc.inbox.move(svc.db, "INSERT INTO no_such_table VALUES (?)")
+    assert (svc.inbox.depth(), stored(svc.db)) == (3, [])  # nothing lost, nothing half-moved
+
+    with svc.db.session() as session:  # the shop is erased (shop/redact) while its row waits
+        session.delete(session.get(Shop, gone.shop_id))
+    moved = move_inbox(svc.db, svc.inbox)
+    assert (moved.stored, moved.duplicates, moved.dropped) == (2, 0, 1)
+    assert [d for d, _ in stored(svc.db)] == ["k-1", "k-2"]
+    assert svc.inbox.depth() == 0
+
+
+def test_no_inbox_without_a_polling_worker_or_on_postgresql(settings: Settings, tmp_path: Path) -> None:
+    from web import create_app
+
+    inline = create_app(settings)  # the tests' inline queue: the request runs the job itself
+    assert inline.extensions["clawback"].inbox is None
+    elsewhere = create_app(settings.model_copy(update={"database_url": "postgresql://u:p@127.0.0.1:1/none",
+                                                       "queue_url": "redis://127.0.0.1:1/0"}))  # fmt: skip
+    assert elsewhere.extensions["clawback"].inbox is None
+
+
+def test_each_process_opens_its_own_connection(tmp_path: Path) -> None:
+    """A connection must not cross a fork (gunicorn forks its workers): one per process id."""
+    inbox = Inbox(str(tmp_path / "x.db-inbox"))
+    first = inbox._conn()
+    assert inbox._conn() is first
+    inbox._local.pid = -1  # as seen from a forked child
+    assert inbox._conn() is not first
+    inbox.close()
