@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,7 +39,7 @@ BUSY_TIMEOUT_S = 30
 READ_ONLY = "clawback_read_only"  # an execution option: this transaction only reads
 
 
-def _begin_immediate(dbapi_conn: Any, waiters: str | None) -> None:
+def begin_immediate(dbapi_conn: Any, waiters: str | None) -> None:
     """BEGIN IMMEDIATE, waiting for the write lock with short, steady polls, and saying so.
 
     SQLite's own busy handler sleeps 1, 2, 5, … then 100 ms between tries, so a small write (a
@@ -136,7 +137,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         if conn.get_execution_options().get(READ_ONLY):
             conn.exec_driver_sql("BEGIN")  # deferred: a snapshot for reading, no write lock
         else:
-            _begin_immediate(conn.connection.dbapi_connection, waiters)
+            begin_immediate(conn.connection.dbapi_connection, waiters)
 
     return engine
 
@@ -149,6 +150,7 @@ class Database:
         self.engine = make_engine(self.url)
         self._waiters = waiters_file(self.url)
         self._waiters_fd: int | None = None
+        self._local = threading.local()
 
     def writers_waiting(self) -> bool:
         """Whether another transaction is waiting for SQLite's write lock right now (always False
@@ -160,7 +162,7 @@ class Database:
                 self._waiters_fd = os.open(self._waiters, os.O_RDWR | os.O_CREAT, 0o660)
             fcntl.flock(self._waiters_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return True  # someone holds it shared: waiting in _begin_immediate
+            return True  # someone holds it shared: waiting in begin_immediate
         except OSError:
             return False  # cannot tell (permissions): behave as before, batches end by their budget
         fcntl.flock(self._waiters_fd, fcntl.LOCK_UN)
@@ -194,15 +196,26 @@ class Database:
 
     @contextmanager
     def sqlite_read(self) -> Iterator[sqlite3.Cursor]:
-        """SQLite only: a cursor on a pooled driver connection in autocommit mode: each SELECT is
-        its own read transaction (no BEGIN, no write lock). For the webhook path's one lookup."""
-        raw = self.engine.raw_connection()
-        try:
-            driver = raw.driver_connection
-            assert driver is not None
-            yield driver.cursor()
-        finally:
-            raw.close()  # back to the pool
+        """SQLite only: a cursor on this thread's own reading connection, in autocommit mode: each
+        SELECT is its own read transaction (no BEGIN, no write lock). For the webhook path's
+        lookups: the connection is kept, not checked out of the pool per request (a checkout and
+        its return cost as much as the SELECT). Opened again in a forked process."""
+        database = self.engine.url.database
+        if not database or database == ":memory:":  # one database per connection: the pool's
+            raw = self.engine.raw_connection()
+            try:
+                driver = raw.driver_connection
+                assert driver is not None
+                yield driver.cursor()
+            finally:
+                raw.close()
+            return
+        conn: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = sqlite3.connect(database, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only=ON")  # this connection never writes
+            self._local.reader, self._local.pid = conn, os.getpid()
+        yield conn.cursor()
 
     @contextmanager
     def sqlite_write(self) -> Iterator[sqlite3.Cursor]:
@@ -214,7 +227,7 @@ class Database:
         try:
             driver = raw.driver_connection
             assert driver is not None
-            _begin_immediate(driver, self._waiters)
+            begin_immediate(driver, self._waiters)
             try:
                 yield driver.cursor()
                 driver.commit()
@@ -247,6 +260,10 @@ class Database:
             conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
+        reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if reader is not None and getattr(self._local, "pid", None) == os.getpid():
+            reader.close()
+        self._local.reader = None
         self.engine.dispose()
         if self._waiters_fd is not None:
             os.close(self._waiters_fd)
