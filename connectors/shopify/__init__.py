@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -34,9 +35,11 @@ log = logging.getLogger(__name__)
 API_VERSION = "2026-07"
 
 
+@functools.lru_cache(maxsize=4096)
 def shop_domain(raw: str | None) -> str | None:
     """The shop's myshopify domain, or None when `raw` is not one (ShopifyAPI's anchored check,
-    plus what it leaves to us: ASCII only, a DNS label of at most 63 characters, no exceptions)."""
+    plus what it leaves to us: ASCII only, a DNS label of at most 63 characters, no exceptions).
+    Remembered per header value: every webhook asks, and the check parses a URL and runs a regex."""
     if not raw or not raw.isascii() or len(raw) > 255:
         return None
     try:
