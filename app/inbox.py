@@ -75,6 +75,11 @@ class Inbox:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # the database's durability, and its reason
+            # The mover checkpoints after each move (below), so a webhook's commit never does:
+            # SQLite's default has the commit that crosses 1000 WAL pages copy them all back and
+            # fsync, in the middle of an answer. The web still would if the worker stayed away
+            # long enough for the WAL to reach 40 MB.
+            conn.execute("PRAGMA wal_autocheckpoint=10000")
             conn.execute(_SCHEMA)
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
@@ -123,6 +128,7 @@ class Inbox:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # as far as readers allow; never waits
         if moved.dropped:
             log.info("dropped %d spooled deliveries of erased shops", moved.dropped)
         return moved
