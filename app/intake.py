@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from app import inbox, privacy
+from app import inbox, ledger, prefetch, privacy
 from app.db import READ_ONLY, Database
 from app.events import (
     AppUninstalled,
@@ -382,71 +382,138 @@ def pending(db: Database, parser_for: Callable[[str], Parser], limit: int = 100)
     return found
 
 
+class _Redo(Exception):
+    """A delivery raised inside an all-or-nothing transaction: roll it back and apply the same
+    deliveries again, each in its own savepoint."""
+
+
 def process_batch(
     db: Database, batch: list[Pending], *, now: datetime | None = None, budget_s: float = 0.1
 ) -> BatchResult:
-    """Apply parsed deliveries to the ledger, several per transaction, each in its own savepoint.
+    """Apply parsed deliveries to the ledger, several per transaction.
 
     Oldest first, one after another, so two deliveries of one order apply in arrival order (and
-    on PostgreSQL the order row lock serializes them against any other worker). A delivery that
-    raises is rolled back to its savepoint alone: its attempt and error are recorded in the same
-    transaction and it is returned in `retry` for the job queue's backoff, while the others
-    commit. A malformed one is marked failed. Each transaction stops taking new deliveries after
-    `budget_s`, or as soon as another writer waits for SQLite's single write lock (a webhook's
-    INSERT): then it commits and steps aside, so that INSERT waits for one delivery, not a batch.
+    on PostgreSQL the order row lock serializes them against any other worker). A transaction
+    first applies its deliveries all or nothing, with the rows they need loaded up front (on
+    SQLite: `app.prefetch`) and one flush at the end; if any delivery raises, it is rolled back
+    and the same deliveries are applied again, each in its own savepoint: then a delivery that
+    raises is rolled back alone, its attempt and error are recorded in the same transaction and
+    it is returned in `retry` for the job queue's backoff, while the others commit. A malformed
+    one is marked failed. Each transaction stops taking new deliveries after `budget_s`, or as
+    soon as another writer waits for SQLite's single write lock: then it commits and steps aside.
     """
     result = BatchResult()
     todo = list(batch)
     erased: set[int] = set()
+    careful = False
     while todo:
-        with db.session() as session:
-            session.info[BATCH] = True
+        done = BatchResult()
+        try:
+            with db.session() as session:
+                taken = _transaction(db, session, todo, now, budget_s, erased, done, careful=careful)
+        except _Redo as exc:
+            log.info("a delivery raised in a batch (%s): applying it again, one savepoint each", exc.__cause__)
             result.transactions += 1
-            began = time.perf_counter()
-            live = set(
-                session.execute(
-                    core_select(_DELIVERIES.c.id)
-                    .where(
-                        _DELIVERIES.c.id.in_([d.id for d in todo]),
-                        _DELIVERIES.c.status == "received",
-                        _DELIVERIES.c.attempts == 0,
-                    )
-                    .with_for_update(skip_locked=True)
-                ).scalars()
-            )
-            finished: list[dict[str, Any]] = []  # the rows' new states, written in one statement
-            shops: dict[int, Shop | None] = {}  # held here: the session's identity map is weak
-            taken = 0
-            for item in todo:
-                if taken and (time.perf_counter() - began > budget_s or db.writers_waiting()):
-                    break  # commit now: a webhook's INSERT waits for the write lock
-                taken += 1
-                if item.id not in live or item.shop_id in erased:
-                    # Done meanwhile (another worker, a job, a replay), or erased with its shop.
-                    result.statuses[item.id] = "skipped"
-                    continue
-                try:
-                    with session.begin_nested():
-                        status = _apply_pending(session, item, now or utcnow(), finished, shops)
-                except Exception as exc:
-                    log.warning("delivery %s failed, to be retried: %s: %s", item.id, type(exc).__name__, exc)
-                    session.execute(
-                        update(_DELIVERIES)
-                        .where(_DELIVERIES.c.id == item.id)
-                        .values(attempts=_DELIVERIES.c.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:2000])
-                    )
-                    result.statuses[item.id] = "retry"
-                    result.retry.append((item.id, item.platform))
-                    continue
-                if status == "erased":
-                    erased.add(item.shop_id)
-                result.statuses[item.id] = status
-            if finished:
-                session.execute(_FINISH, finished)
-        todo = todo[taken:]
+            careful = True
+            continue
+        result.transactions += 1
+        result.statuses.update(done.statuses)
+        result.retry.extend(done.retry)
+        erased.update(item.shop_id for item in todo[:taken] if done.statuses.get(item.id) == "erased")
+        todo, careful = todo[taken:], False
         if todo:
             _step_aside(db)
     return result
+
+
+def _transaction(
+    db: Database,
+    session: Session,
+    todo: list[Pending],
+    now: datetime | None,
+    budget_s: float,
+    erased: set[int],
+    done: BatchResult,
+    *,
+    careful: bool,
+) -> int:
+    """Apply deliveries from the head of `todo` in this transaction; return how many it took."""
+    session.info[BATCH] = True
+    began = time.perf_counter()
+    live = set(
+        session.execute(
+            core_select(_DELIVERIES.c.id)
+            .where(
+                _DELIVERIES.c.id.in_([d.id for d in todo]),
+                _DELIVERIES.c.status == "received",
+                _DELIVERIES.c.attempts == 0,
+            )
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+    if not careful and ledger.sole_writer(session):
+        _prefetch(session, [d for d in todo if d.id in live and d.shop_id not in erased])
+    finished: list[dict[str, Any]] = []  # the rows' new states, written in one statement
+    shops: dict[int, Shop | None] = {}  # held here: the session's identity map is weak
+    gone: set[int] = set()  # shops erased by this transaction
+    taken = 0
+    for item in todo:
+        if taken and (time.perf_counter() - began > budget_s or db.writers_waiting()):
+            break  # commit now: another writer waits for the write lock
+        taken += 1
+        if item.id not in live or item.shop_id in erased or item.shop_id in gone:
+            # Done meanwhile (another worker, a job, a replay), or erased with its shop.
+            done.statuses[item.id] = "skipped"
+            continue
+        if not careful:
+            try:
+                status = _apply_pending(session, item, now or utcnow(), finished, shops, flush=False)
+            except Exception as exc:
+                raise _Redo from exc
+            if any(not isinstance(e, OrderChanged | OrderAmended | Ignored) for e in item.events):
+                # Privacy and uninstall events delete and rewrite rows behind the loaded objects.
+                session.info.pop(prefetch.KEY, None)
+        else:
+            try:
+                with session.begin_nested():
+                    status = _apply_pending(session, item, now or utcnow(), finished, shops, flush=True)
+            except Exception as exc:
+                log.warning("delivery %s failed, to be retried: %s: %s", item.id, type(exc).__name__, exc)
+                session.execute(
+                    update(_DELIVERIES)
+                    .where(_DELIVERIES.c.id == item.id)
+                    .values(attempts=_DELIVERIES.c.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:2000])
+                )
+                done.statuses[item.id] = "retry"
+                done.retry.append((item.id, item.platform))
+                continue
+        if status == "erased":
+            gone.add(item.shop_id)
+        done.statuses[item.id] = status
+    if not careful:
+        try:
+            session.flush()  # every delivery's changes at once; a failure here is a delivery's too
+        except Exception as exc:
+            raise _Redo from exc
+    if finished:
+        session.execute(_FINISH, finished)
+    return taken
+
+
+def _prefetch(session: Session, items: list[Pending]) -> None:
+    """Load the orders, awards and customers these deliveries name (see app/prefetch.py)."""
+    by_shop: dict[int, tuple[set[str], set[str]]] = {}
+    for item in items:
+        orders, customers = by_shop.setdefault(item.shop_id, (set(), set()))
+        for event in item.events:
+            if isinstance(event, OrderChanged):
+                orders.add(event.snapshot.order_id)
+                if event.snapshot.customer_id is not None:
+                    customers.add(event.snapshot.customer_id)
+            elif isinstance(event, OrderAmended):
+                orders.add(event.order_id)
+    for shop_id, (orders, customers) in by_shop.items():
+        prefetch.load(session, shop_id, orders, customers)
 
 
 _FINISH = (
@@ -474,9 +541,16 @@ def _step_aside(db: Database, longest_s: float = 0.05) -> None:
 
 
 def _apply_pending(
-    session: Session, item: Pending, now: datetime, finished: list[dict[str, Any]], shops: dict[int, Shop | None]
+    session: Session,
+    item: Pending,
+    now: datetime,
+    finished: list[dict[str, Any]],
+    shops: dict[int, Shop | None],
+    *,
+    flush: bool,
 ) -> str:
-    """Apply one delivery (in the caller's savepoint); its row's new state goes to `finished`."""
+    """Apply one delivery; its row's new state goes to `finished`. `flush`: write its changes now
+    (in the caller's savepoint, where its errors belong to it alone)."""
     row = {"pk": item.id, "processed_at": utcnow(), "order_ref": None, "customer_ref": None}
     if item.error is not None:
         if not isinstance(item.error, MalformedDelivery):
@@ -492,7 +566,8 @@ def _apply_pending(
     status = _carry_out(session, shop, item, item.events, now)
     if status == "erased":
         return status  # the row went with the shop
-    session.flush()  # this delivery's errors belong to its own savepoint
+    if flush:
+        session.flush()  # this delivery's errors belong to its own savepoint
     if item.body is not body:  # a customer redaction erased this very payload
         session.execute(
             update(_DELIVERIES).where(_DELIVERIES.c.id == item.id).values(body=item.body, headers=item.headers)
@@ -559,9 +634,14 @@ def _carry_out(session: Session, shop: Shop, delivery: _Delivery, events: list[E
 def apply_amendment(session: Session, shop: Shop, event: OrderAmended, *, source: str, now: datetime) -> Outcome | None:
     """Add one refund or sticky status to the order's last snapshot. An order never seen is left
     for the order webhooks (which carry every refund and status) and for reconciliation."""
-    order = session.exec(
-        select(Order).where(Order.shop_id == shop.id, Order.platform_order_id == event.order_id)
-    ).first()
+    known = prefetch.of(session)
+    assert shop.id is not None
+    if known is not None and (shop.id, event.order_id) in known.orders:
+        order = known.orders[(shop.id, event.order_id)]
+    else:
+        order = session.exec(
+            select(Order).where(Order.shop_id == shop.id, Order.platform_order_id == event.order_id)
+        ).first()
     if order is None or not order.snapshot:
         return None
     stored = OrderSnapshot.from_json(order.snapshot)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
+from app import prefetch
 from app.errors import InvariantViolation
 from app.models import Customer, LedgerEntry, utcnow
 
@@ -102,7 +103,11 @@ def _new_customer(shop_id: int, platform_customer_id: str, email: str | None) ->
 def lock_customer(session: Session, shop_id: int, platform_customer_id: str, email: str | None = None) -> Customer:
     """The customer's row, locked for this transaction; created on first sight."""
     params = {"shop_id": shop_id, "customer_id": platform_customer_id}
-    customer = session.exec(_CUSTOMER, params=params).first()
+    known = prefetch.of(session)
+    if known is not None and (shop_id, platform_customer_id) in known.customers:
+        customer = known.customers[(shop_id, platform_customer_id)]
+    else:
+        customer = session.exec(_CUSTOMER, params=params).first()
     if customer is not None:
         if email and customer.email != email:
             customer.email = email
@@ -111,6 +116,8 @@ def lock_customer(session: Session, shop_id: int, platform_customer_id: str, ema
         customer = _new_customer(shop_id, platform_customer_id, email)
         session.add(customer)
         session.flush()
+        if known is not None:
+            known.customers[(shop_id, platform_customer_id)] = customer
         return customer
     try:
         with session.begin_nested():

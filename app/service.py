@@ -15,7 +15,7 @@ from sqlalchemy import bindparam
 from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
-from app import ledger, rules, writebacks
+from app import ledger, prefetch, rules, writebacks
 from app.ledger import Entry, Posting
 from app.models import Award, Customer, Order, Redemption, Shop, utcnow
 from app.shop_settings import ShopSettings
@@ -70,7 +70,18 @@ def _lock_order(
     is inserted here, in a savepoint, so that its row lock is taken before the customer's.
     """
     params = {"shop_id": shop.id, "order_id": incoming.order_id}
-    order = session.exec(_ORDER, params=params).first()
+    known = prefetch.of(session)
+    assert shop.id is not None
+    if known is not None and (shop.id, incoming.order_id) in known.orders:
+        order = known.orders[(shop.id, incoming.order_id)]
+        if order is not None and order.id is None:
+            # Created by an earlier delivery of this batch (and so without an award: creating one
+            # flushes the order first); the award's lookup and row need its id.
+            session.flush()
+            assert order.id is not None
+            known.awards.setdefault(order.id, None)
+    else:
+        order = session.exec(_ORDER, params=params).first()
     if order is not None:
         return order, OrderSnapshot.from_json(order.snapshot)
     if ledger.sole_writer(session):
@@ -109,9 +120,13 @@ def apply_snapshot(
         order.updated_at = now
         session.add(order)
     outcome = Outcome(merged.order_id, changed=True)
+    known = prefetch.of(session)
     if merged.customer_id is None:
         if order is None:
-            session.add(_new_order(shop, merged, now))
+            order = _new_order(shop, merged, now)
+            session.add(order)
+            if known is not None:
+                known.orders[(shop.id, merged.order_id)] = order
         outcome.note = "guest order: nothing to earn or return"
         return outcome
     settings = ShopSettings.cached(shop.settings)
@@ -126,6 +141,8 @@ def apply_snapshot(
         if order is None:
             order = _new_order(shop, merged, now, customer.id)
             session.add(order)  # inserted by the award's flush, or the caller's
+            if known is not None:
+                known.orders[(shop.id, merged.order_id)] = order
         else:
             order.customer_id = customer.id
         _settle_award(session, shop, settings, order, merged, customer, source, now, outcome, new=stored is None)
@@ -148,7 +165,13 @@ def _settle_award(
 ) -> None:
     """Bring the order's award to its target; `new`: the order was created by this call, so it
     has no award yet."""
-    award = None if new else session.exec(_AWARD, params={"order_id": order.id}).first()
+    known = prefetch.of(session)
+    if new:
+        award = None
+    elif known is not None and order.id in known.awards:
+        award = known.awards[order.id]
+    else:
+        award = session.exec(_AWARD, params={"order_id": order.id}).first()
     if award is None:
         tags = frozenset(normalize_tag(t) for t in customer.tags)
         blocked = rules.may_start_award(snap, settings.earn, settings.revert, tags)
@@ -176,6 +199,8 @@ def _settle_award(
         )
         session.add(award)
         session.flush()
+        if known is not None:
+            known.awards[order.id] = award
     else:
         rule = rules.EarnRule.from_json(award.rule)
         decision = rules.earn_target(snap, rule, settings.revert, booked=award.coins_booked, held=award.state == "held")

@@ -231,3 +231,63 @@ def test_a_delivery_rolled_back_after_posting_leaves_no_trace_for_the_next_one(
         ("earn", 42, 0), ("redeem", -40, 0), ("revert", -2, 40)
     ]  # fmt: skip
     svc.db.dispose()
+
+
+def _batch_app(settings: Settings, tmp_path: Path) -> Any:
+    from web import create_app
+
+    return create_app(settings.model_copy(update={"queue_url": f"sqlite:///{tmp_path / 'queue.db'}"}))
+
+
+def test_a_customer_redacted_mid_batch_is_not_found_again_by_the_next_delivery(
+    settings: Settings, tmp_path: Path, books: Books
+) -> None:
+    """The batch loads its customers up front; a redaction renames one to `redacted-<id>` behind
+    that load. The next order of the same platform customer must start a new customer row, never
+    re-link the redacted one (and the redacted one keeps its anonymous sums)."""
+    svc = _batch_app(settings, tmp_path).extensions["clawback"]
+    shop = books.open("redact-batch.myshopify.com")
+    redact = json.dumps({"shop_domain": "redact-batch.myshopify.com", "customer": {"id": 9},
+                         "orders_to_redact": [7]}).encode()  # fmt: skip
+    with svc.db.session() as session:
+        for n, (topic, body) in enumerate(
+            [("orders/paid", _order(7, "42.00")), ("customers/redact", redact), ("orders/paid", _order(8, "10.00"))]
+        ):
+            store_delivery(session, shop_id=shop.shop_id, platform="shopify", topic=topic,
+                           delivery_id=f"redact-{n}", body=body, headers={})  # fmt: skip
+    assert svc.jobs.poll_deliveries() == 3
+    with svc.db.session() as session:
+        rows = session.exec(select(Customer.platform_customer_id, Customer.available_coins).order_by(Customer.id))
+        assert [(ref.split("-")[0], coins) for ref, coins in rows] == [("redacted", 42), ("9", 10)]
+    assert shop.violations() == []
+    svc.db.dispose()
+
+
+def test_a_batch_costs_a_few_statements_per_delivery_not_one_per_lookup(
+    settings: Settings, tmp_path: Path, books: Books
+) -> None:
+    """Orders, awards and customers are loaded once per batch and the changes flushed once: 40
+    paid orders of 40 customers, then their 40 cancellations, in statements per delivery."""
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL locks rows per delivery; the batch load is SQLite's")
+    from sqlalchemy import event
+
+    svc = _batch_app(settings, tmp_path).extensions["clawback"]
+    shop = books.open("count-batch.myshopify.com", revert__enabled="true")
+    counted: list[str] = []
+    event.listen(svc.db.engine, "before_cursor_execute", lambda *a: counted.append(a[2]))
+    for wave, status in enumerate(("paid", "refunded")):
+        with svc.db.session() as session:
+            for n in range(40):
+                store_delivery(session, shop_id=shop.shop_id, platform="shopify", topic="orders/updated",
+                               delivery_id=f"count-{wave}-{n}", body=_order(100 + n, "10.00", status=status,
+                               customer=500 + n), headers={})  # fmt: skip
+        counted.clear()
+        assert svc.jobs.poll_deliveries() == 40
+        per_delivery = len(counted) / 40
+        # New: a customer INSERT, an order INSERT (with the award's flush), the award, the entry and
+        # its key check and the balances; then: the key check, the entry, the balances.
+        assert per_delivery < (8 if wave == 0 else 5), (per_delivery, counted[:20])
+    assert shop.balance("510") == {"available": 0, "pending": 0, "shortfall": 0}
+    assert len(shop.entries()) == 80
+    svc.db.dispose()
