@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -183,9 +184,12 @@ class Jobs:
             return 0
         finally:
             self._polling.release()
+        counts = Counter(result.statuses.values())
+        log.info("applied %d stored deliveries in %d transactions: %s", len(batch), result.transactions,
+                 ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))  # fmt: skip
         for pk, platform in result.retry:
             self.retry_later(pk, platform)
-        return sum(1 for status in result.statuses.values() if status != "skipped")
+        return sum(n for status, n in counts.items() if status != "skipped")
 
     def retry_later(self, delivery_pk: int, platform: str) -> None:
         """The first attempt (the poll's) failed: the queue's task takes the remaining ones, on the

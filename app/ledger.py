@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, inspect, update
-from sqlalchemy import select as core_select
+from sqlalchemy import bindparam, func, inspect, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
@@ -76,10 +77,13 @@ _CUSTOMER = (
 # Plain Core on the table: the entry is written and looked up without the ORM (no unit of work,
 # no model construction, no autoflush); the values come as parameters.
 _ENTRIES = LedgerEntry.__table__  # type: ignore[attr-defined]
-_KEY_TAKEN = core_select(_ENTRIES.c.id).where(
-    _ENTRIES.c.shop_id == bindparam("shop_id"), _ENTRIES.c.idempotency_key == bindparam("key")
-)
-_INSERT_ENTRY = insert(_ENTRIES)
+# INSERT … ON CONFLICT (shop_id, idempotency_key) DO NOTHING RETURNING id: no row back means the
+# key was taken (a retry), in the one statement that would otherwise be a SELECT and an INSERT.
+_INSERT_ENTRY = {
+    "sqlite": sqlite_insert(_ENTRIES).on_conflict_do_nothing(index_elements=["shop_id", "idempotency_key"]),
+    "postgresql": pg_insert(_ENTRIES).on_conflict_do_nothing(index_elements=["shop_id", "idempotency_key"]),
+}
+_INSERT_ENTRY = {dialect: stmt.returning(_ENTRIES.c.id) for dialect, stmt in _INSERT_ENTRY.items()}
 _CUSTOMERS = Customer.__table__  # type: ignore[attr-defined]
 _MOVE_BALANCES = (
     update(_CUSTOMERS)
@@ -131,22 +135,11 @@ def post(session: Session, customer: Customer, posting: Posting) -> Entry | None
     """Write `posting` for a locked `customer` and move its cached balances with it.
 
     Returns the new entry, or None when an entry with this key already exists (a retry). Two Core
-    statements, no unit of work: the entry's INSERT (a second one with the same key still fails on
-    the UNIQUE constraint) and the balances' UPDATE, by the deltas.
+    statements, no unit of work: the entry's INSERT (which the UNIQUE constraint turns into nothing
+    for a taken key) and the balances' UPDATE, by the deltas.
     """
     assert customer.id is not None
     conn = session.connection()
-    if conn.execute(_KEY_TAKEN, {"shop_id": customer.shop_id, "key": posting.key}).first() is not None:
-        return None
-    if not (posting.coins_delta or posting.pending_delta or posting.shortfall_delta):
-        raise InvariantViolation(f"posting {posting.key} moves nothing")
-    available = customer.available_coins + posting.coins_delta
-    pending = customer.pending_coins + posting.pending_delta
-    shortfall = customer.shortfall_coins + posting.shortfall_delta
-    if pending < 0 or shortfall < 0:
-        raise InvariantViolation(
-            f"customer {customer.platform_customer_id}: pending {pending}, shortfall {shortfall} after {posting.key}"
-        )
     values: dict[str, Any] = {
         "shop_id": customer.shop_id,
         "customer_id": customer.id,
@@ -163,8 +156,20 @@ def post(session: Session, customer: Customer, posting: Posting) -> Entry | None
         "idempotency_key": posting.key,
         "created_at": utcnow(),
     }
-    inserted = conn.execute(_INSERT_ENTRY, values).inserted_primary_key
-    assert inserted is not None
+    inserted = conn.execute(_INSERT_ENTRY[conn.dialect.name], values).first()
+    if inserted is None:
+        return None  # the key is taken: this posting was made before ("exists is as good as created")
+    # Checked after the INSERT, so that a retry (key taken) is None whatever the balances say now;
+    # raising rolls the new entry back with the caller's transaction or savepoint.
+    if not (posting.coins_delta or posting.pending_delta or posting.shortfall_delta):
+        raise InvariantViolation(f"posting {posting.key} moves nothing")
+    available = customer.available_coins + posting.coins_delta
+    pending = customer.pending_coins + posting.pending_delta
+    shortfall = customer.shortfall_coins + posting.shortfall_delta
+    if pending < 0 or shortfall < 0:
+        raise InvariantViolation(
+            f"customer {customer.platform_customer_id}: pending {pending}, shortfall {shortfall} after {posting.key}"
+        )
     moves = {"coins": posting.coins_delta, "pending": posting.pending_delta, "shortfall": posting.shortfall_delta}
     conn.execute(_MOVE_BALANCES, {"customer": customer.id, **moves})
     # The object now says what the row says, without a second UPDATE from the unit of work; and it

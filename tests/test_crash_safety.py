@@ -339,7 +339,7 @@ def test_worker_killed_mid_transaction_then_restarted_takes_effect_exactly_once(
                    stack.logs)  # fmt: skip
         wait_until("the worker blocks on the lock", lock.waiting, stack.logs)
         time.sleep(0.5)  # SQLite cannot show the waiter: give it time to wait for the write lock
-        assert "processed:" not in stack.log(doomed), stack.logs()
+        assert "applied" not in stack.log(doomed), stack.logs()
         assert doomed.poll() is None, stack.logs()
         os.kill(doomed.pid, signal.SIGKILL)
         assert doomed.wait(timeout=10) == -signal.SIGKILL
