@@ -116,12 +116,15 @@ def lock_customer(session: Session, shop_id: int, platform_customer_id: str, ema
         if email and customer.email != email:
             customer.email = email
         return customer
+    if known is not None:  # a batch on SQLite: inserted now, no flush
+        customer = _new_customer(shop_id, platform_customer_id, email)
+        prefetch.insert_now(session, customer)
+        known.customers[(shop_id, platform_customer_id)] = customer
+        return customer
     if sole_writer(session):
         customer = _new_customer(shop_id, platform_customer_id, email)
         session.add(customer)
         session.flush()
-        if known is not None:
-            known.customers[(shop_id, platform_customer_id)] = customer
         return customer
     try:
         with session.begin_nested():

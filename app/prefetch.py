@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlalchemy import insert
+from sqlalchemy.orm import make_transient_to_detached
+from sqlmodel import Session, SQLModel, col, select
 
 from app.models import Award, Customer, Order
 
@@ -52,6 +55,29 @@ def load(session: Session, shop_id: int, order_ids: Iterable[str], customer_ids:
         ).all():
             found.customers[(shop_id, customer.platform_customer_id)] = customer
     return found
+
+
+_INSERTS: dict[str, Any] = {}
+
+
+def insert_now(session: Session, row: SQLModel) -> None:
+    """INSERT a new row at once with one Core statement, and attach it to the session as if a
+    query had loaded it (SQLAlchemy's public `make_transient_to_detached`, then `add`).
+
+    In a batch the unit of work would flush every pending change just to learn this row's id
+    (the next rows refer to it), several times per delivery; this way the batch flushes once, at
+    its end. Only within a batch's all-or-nothing transaction: if it fails, the whole session is
+    discarded with it, so no attached object can outlive a row that was rolled back.
+    """
+    table = type(row).__table__  # type: ignore[attr-defined]
+    statement = _INSERTS.get(table.name)
+    if statement is None:  # built once per table: the values come as parameters
+        statement = _INSERTS[table.name] = insert(table).returning(table.c.id)
+    values = {c.key: getattr(row, c.key) for c in table.columns if not c.primary_key}
+    values = {key: value for key, value in values.items() if value is not None}  # None: the column's default
+    row.id = session.connection().execute(statement, values).scalar_one()
+    make_transient_to_detached(row)
+    session.add(row)
 
 
 def of(session: Session) -> Prefetched | None:

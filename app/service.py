@@ -99,6 +99,19 @@ def _lock_order(
     return order, None
 
 
+def _add_order(session: Session, known: prefetch.Prefetched | None, order: Order) -> Order:
+    """A new order: in a batch on SQLite inserted at once (with no award yet); otherwise added, and
+    inserted by the award's flush or the caller's."""
+    if known is None:
+        session.add(order)
+        return order
+    prefetch.insert_now(session, order)
+    assert order.id is not None
+    known.orders[(order.shop_id, order.platform_order_id)] = order
+    known.awards[order.id] = None
+    return order
+
+
 def apply_snapshot(
     session: Session, shop: Shop, incoming: OrderSnapshot, *, source: str, now: datetime | None = None
 ) -> Outcome:
@@ -123,10 +136,7 @@ def apply_snapshot(
     known = prefetch.of(session)
     if merged.customer_id is None:
         if order is None:
-            order = _new_order(shop, merged, now)
-            session.add(order)
-            if known is not None:
-                known.orders[(shop.id, merged.order_id)] = order
+            _add_order(session, known, _new_order(shop, merged, now))
         outcome.note = "guest order: nothing to earn or return"
         return outcome
     settings = ShopSettings.cached(shop.settings)
@@ -139,10 +149,7 @@ def apply_snapshot(
         if merged.customer_tags - {normalize_tag(t) for t in customer.tags}:
             customer.tags = sorted(set(customer.tags) | merged.customer_tags)
         if order is None:
-            order = _new_order(shop, merged, now, customer.id)
-            session.add(order)  # inserted by the award's flush, or the caller's
-            if known is not None:
-                known.orders[(shop.id, merged.order_id)] = order
+            order = _add_order(session, known, _new_order(shop, merged, now, customer.id))
         else:
             order.customer_id = customer.id
         _settle_award(session, shop, settings, order, merged, customer, source, now, outcome, new=stored is None)
@@ -197,10 +204,12 @@ def _settle_award(
             hold_until=now + timedelta(days=delay) if delay else None,
             created_at=utcnow(),  # given: pydantic would inspect the default factory's signature
         )
-        session.add(award)
-        session.flush()
         if known is not None:
+            prefetch.insert_now(session, award)
             known.awards[order.id] = award
+        else:
+            session.add(award)
+            session.flush()
     else:
         rule = rules.EarnRule.from_json(award.rule)
         decision = rules.earn_target(snap, rule, settings.revert, booked=award.coins_booked, held=award.state == "held")
