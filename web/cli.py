@@ -436,6 +436,9 @@ def deliveries(shop_ref: str | None, failed: bool, limit: int) -> None:
                 "status": d.status, "attempts": d.attempts, "last_error": d.last_error, "order_id": d.order_ref,
                 "received_at": as_utc(d.received_at).isoformat(),
             })  # fmt: skip
+    inbox = services().inbox
+    if inbox is not None and (spooled := inbox.depth()):
+        click.echo(f"{spooled} more answered and waiting in the inbox, for a worker to store and process", err=True)
 
 
 @cli.command()

@@ -26,6 +26,7 @@ from app.models import Shop, WebhookDelivery
 from tests.conftest import SHOPIFY_API_SECRET
 from tests.factories import Books
 from tests.web.test_metrics import metric
+from web.cli import cli
 
 DOMAIN = "inbox-test.myshopify.com"
 
@@ -79,6 +80,9 @@ def test_a_webhook_is_spooled_answered_then_moved_and_processed_once(worker_app:
     assert (svc.inbox.depth(), stored(svc.db)) == (3, [])  # answered: durable in the inbox, nothing else
     assert shop.balance("9")["available"] == 0
     assert metric(client.get("/metrics").get_data(as_text=True), "clawback_inbox_depth") == 3
+    listed = worker_app.test_cli_runner().invoke(cli, ["deliveries"])
+    assert (listed.exit_code, listed.stdout) == (0, "")
+    assert "3 more answered and waiting in the inbox" in listed.stderr
 
     assert svc.jobs.poll_deliveries() == 2  # moved (one row per delivery id), then processed in order
     assert svc.inbox.depth() == 0
