@@ -69,6 +69,19 @@ def _storable_tag(tag: str) -> bool:
     return True
 
 
+MAX_CODE_CHARS = 64  # redemptions.code
+
+
+def _storable_code(code: str) -> bool:
+    """Codes a redemption can have; any other cannot name one, and must not reach a query (NUL
+    and lone surrogates cannot be sent to PostgreSQL)."""
+    try:
+        check_text("discount code", code, MAX_CODE_CHARS)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, order=True)
 class Refund:
     """One refund of money on an order, in the shop's currency. `amount` is positive."""
@@ -151,7 +164,8 @@ class OrderSnapshot:
         object.__setattr__(self, "refunds", _unique_refunds(self.refunds))
         object.__setattr__(self, "tags", normalize_tags(self.tags))
         object.__setattr__(self, "customer_tags", normalize_tags(self.customer_tags))
-        object.__setattr__(self, "discount_codes", frozenset(c.strip().upper() for c in self.discount_codes))
+        codes = (c.strip().upper() for c in self.discount_codes)
+        object.__setattr__(self, "discount_codes", frozenset(c for c in codes if c and _storable_code(c)))
 
     @property
     def label(self) -> str:

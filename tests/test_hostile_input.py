@@ -184,7 +184,7 @@ def _count_inputs(request: pytest.FixtureRequest, record_property: Callable[[str
 
 # --- bugs still open, recognised by their exact signature -----------------------------------------
 
-# Letters follow the report. A-R were found by this sweep and are fixed; their test_bug_* tests below
+# Letters follow the report. A-S were found by this sweep and are fixed; their test_bug_* tests below
 # are regression tests. None is open now. An open bug is pinned by a strict xfail (`_open`) and listed
 # here with its exact signature, so the sweeps can count it and go on; anything else fails.
 KNOWN_BUGS: dict[str, str] = {}
@@ -2100,6 +2100,20 @@ def test_bug_q_an_ignored_reason_quoting_a_lone_surrogate(installed: World, topi
     installed.seed()
     row = _settles(installed, topic, to_json(payload).encode())
     assert row.status == "ignored" and row.last_error
+
+
+@pytest.mark.parametrize(
+    "code",
+    [pytest.param("C<SCRIPT>\u202eEVIL\ufeff\x00", id="NUL"), pytest.param("SAVE\ud800", id="lone surrogate"),
+     pytest.param("S" * 65, id="65 characters")],
+)  # fmt: skip
+def test_bug_s_a_discount_code_no_redemption_can_have(installed: World, code: str) -> None:
+    """S: an order's discount codes went unchecked into the query that links redemptions by code:
+    PostgreSQL refused the NUL, neither driver could encode the lone surrogate, and the delivery
+    stayed 'received' (found by the sweep on PostgreSQL)."""
+    installed.seed()
+    row = _settles(installed, "orders/updated", _order_with(discount_codes=[{"code": code, "amount": "1.00"}]))
+    assert row.status == "processed"
 
 
 @pytest.mark.parametrize(("key", "value"), [("woocommerce.tag_meta_keys", "\ud800" * 41),
