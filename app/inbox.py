@@ -100,7 +100,7 @@ class Inbox:
         """Rows waiting to be moved."""
         return int(self._conn().execute("SELECT count(*) FROM inbox").fetchone()[0])
 
-    def move(self, db: Database, insert_sql: str, limit: int = 500) -> Moved:
+    def move(self, db: Database, insert_sql: str, limit: int = 200) -> Moved:
         """Copy the oldest `limit` rows into the database (one transaction), then delete them here.
 
         `insert_sql` is the webhook's own INSERT … ON CONFLICT DO NOTHING without RETURNING, whose

@@ -113,7 +113,7 @@ def _sqlite_params(db: Database, values: Mapping[str, Any]) -> list[Any]:
     return [process(values[name]) for name, process in _SQLITE_BINDS]
 
 
-def move_inbox(db: Database, spool: inbox.Inbox, limit: int = 500) -> inbox.Moved:
+def move_inbox(db: Database, spool: inbox.Inbox, limit: int = 200) -> inbox.Moved:
     """The job worker's first step on SQLite: spooled deliveries into `webhook_deliveries`."""
     return spool.move(db, _sqlite_insert_sql(db, returning=False), limit)
 
