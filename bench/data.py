@@ -1,15 +1,14 @@
 """Scale of data: the same lookups and pages with 10 thousand and with 1 million ledger entries.
 
 Pages are the merchant's own (Customers and Activity, signed in with a token). Each size gets a
-fresh database (SQLite in the work folder, or the PostgreSQL of
-CLAWBACK_BENCH_DATA_URL) with ten entries per customer (so 1 M entries are 100 thousand
-customers), bulk-inserted with their cached balances. Pages are requested in-process through
+fresh SQLite database in the work folder with ten entries per customer (so 1 M entries are 100
+thousand customers), bulk-inserted with their cached balances; both are filled first, then
+measured in turn, a sixth of the samples at a time. Pages are requested in-process through
 Flask's test client: this measures queries and rendering, not the network.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from pathlib import Path
@@ -70,33 +69,51 @@ def _fill(db: Database, entries: int) -> int:
     return customers
 
 
-def _time(fn: Any) -> dict[str, float]:
+ROUNDS = 6  # the sizes are measured in turn, SAMPLES / ROUNDS at a time: side by side, so that
+# the machine's drift over the minutes a run takes (a shared virtual machine's) falls on both sizes
+
+
+def _take(fn: Any, count: int) -> list[float]:
     took = []
-    for _ in range(SAMPLES):
+    for _ in range(count):
         began = time.perf_counter()
         fn()
         took.append((time.perf_counter() - began) * 1000)
-    took.sort()
+    return took
+
+
+def _summary(took: list[float]) -> dict[str, float]:
+    took = sorted(took)
     return {"p50_ms": round(took[len(took) // 2], 3), "p99_ms": round(took[int(len(took) * 0.99)], 3)}
 
 
-def measure(entries: int, workdir: Path) -> dict[str, Any]:
-    from web import create_app
+class Size:
+    """One filled database and the three things measured on it."""
 
-    url = os.environ.get("CLAWBACK_BENCH_DATA_URL") or f"sqlite:///{workdir / f'data-{entries}.db'}"
-    migrate.upgrade(url)
-    app = create_app(Settings(env="development", database_url=url, queue_url="immediate://"))
-    db: Database = app.extensions["clawback"].db
-    began = time.perf_counter()
-    customers = _fill(db, entries)
-    fill_s = time.perf_counter() - began
-    db.analyze()  # what the worker's hourly `analyze` task keeps up to date on a live database
-    client = app.test_client()
-    rng = random.Random(1)
+    def __init__(self, entries: int, workdir: Path) -> None:
+        from web import create_app
 
-    def balance() -> None:
-        pid = str(700_000 + rng.randrange(customers))
-        with db.engine.connect() as conn:
+        self.entries = entries
+        self.url = f"sqlite:///{workdir / f'data-{entries}.db'}"
+        migrate.upgrade(self.url)
+        self.app = create_app(Settings(env="development", database_url=self.url, queue_url="immediate://"))
+        self.db: Database = self.app.extensions["clawback"].db
+        began = time.perf_counter()
+        self.customers = _fill(self.db, entries)
+        self.fill_s = time.perf_counter() - began
+        self.db.analyze()  # what the worker's hourly `analyze` task keeps up to date on a live database
+        self.client = self.app.test_client()
+        self.rng = random.Random(1)
+        with self.app.test_request_context():
+            from web.session import mint
+
+            self.token = mint(1, "dev")  # the merchant's own pages, signed in as the shop
+        self.kinds = {"balance": self.balance, "customer_history": self.history, "activity": self.activity}
+        self.took: dict[str, list[float]] = {kind: [] for kind in self.kinds}
+
+    def balance(self) -> None:
+        pid = str(700_000 + self.rng.randrange(self.customers))
+        with self.db.engine.connect() as conn:
             row = conn.execute(
                 text(
                     "SELECT available_coins, pending_coins, shortfall_coins FROM customers "
@@ -106,34 +123,41 @@ def measure(entries: int, workdir: Path) -> dict[str, Any]:
             ).one()
         assert row[0] == 100
 
-    with app.test_request_context():
-        from web.session import mint
+    def history(self) -> None:
+        pid = 700_000 + self.rng.randrange(self.customers)
+        assert self.client.get(f"/admin/customers/{pid}", query_string={"t": self.token}).status_code == 200
 
-        t = mint(1, "dev")  # the merchant's own pages, signed in as the shop
+    def activity(self) -> None:
+        query = {"t": self.token, "kind": "earn"}
+        assert self.client.get("/admin/activity", query_string=query).status_code == 200
 
-    def history() -> None:
-        pid = 700_000 + rng.randrange(customers)
-        assert client.get(f"/admin/customers/{pid}", query_string={"t": t}).status_code == 200
+    def measure(self, count: int) -> None:
+        for kind, fn in self.kinds.items():
+            self.took[kind].extend(_take(fn, count))
 
-    def activity() -> None:
-        assert client.get("/admin/activity", query_string={"t": t, "kind": "earn"}).status_code == 200
+    def result(self) -> dict[str, Any]:
+        return {
+            "customers": self.customers,
+            "fill_s": round(self.fill_s, 1),
+            **{kind: _summary(took) for kind, took in self.took.items()},
+        }
 
-    result = {
-        "customers": customers,
-        "fill_s": round(fill_s, 1),
-        "balance": _time(balance),
-        "customer_history": _time(history),
-        "activity": _time(activity),
-    }
-    db.dispose()
-    if url.startswith("sqlite"):
+    def close(self) -> None:
+        self.db.dispose()
         for suffix in ("", "-wal", "-shm"):
-            Path(url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
-    return result
+            Path(self.url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
 
 
 def run(sizes: list[int], workdir: Path) -> dict[str, Any]:
-    results: dict[str, Any] = {str(n): measure(n, workdir) for n in sizes}
+    filled = [Size(n, workdir) for n in sizes]
+    try:
+        for _ in range(ROUNDS):
+            for size in filled:
+                size.measure(SAMPLES // ROUNDS)
+        results: dict[str, Any] = {str(size.entries): size.result() for size in filled}
+    finally:
+        for size in filled:
+            size.close()
     if len(sizes) == 2:
         small, large = results[str(sizes[0])], results[str(sizes[1])]
         results["ratios"] = {
