@@ -70,6 +70,7 @@ def _storable_tag(tag: str) -> bool:
 
 
 MAX_CODE_CHARS = 64  # redemptions.code
+MAX_CURRENCY_CHARS = 16  # ISO 4217 codes are three letters; room for a platform's own
 
 
 def _storable_code(code: str) -> bool:
@@ -151,6 +152,9 @@ class OrderSnapshot:
         for name, text in texts.items():
             check_text(name, text, MAX_ID_CHARS)
         check_text("customer_email", self.customer_email, 320)
+        # The shop's currency code (three letters on every platform we know); the earn rule quotes
+        # it in every explanation, so text a database cannot store would fail the posting.
+        check_text("currency", self.currency, MAX_CURRENCY_CHARS)
         if not self.total.is_finite() or self.total > MAX_AMOUNT:
             raise ValueError(f"order {self.order_id} has an impossible total {self.total}")
         if self.total < 0:

@@ -184,7 +184,7 @@ def _count_inputs(request: pytest.FixtureRequest, record_property: Callable[[str
 
 # --- bugs still open, recognised by their exact signature -----------------------------------------
 
-# Letters follow the report. A-S were found by this sweep and are fixed; their test_bug_* tests below
+# Letters follow the report. A-T were found by this sweep and are fixed; their test_bug_* tests below
 # are regression tests. None is open now. An open bug is pinned by a strict xfail (`_open`) and listed
 # here with its exact signature, so the sweeps can count it and go on; anything else fails.
 KNOWN_BUGS: dict[str, str] = {}
@@ -2114,6 +2114,19 @@ def test_bug_s_a_discount_code_no_redemption_can_have(installed: World, code: st
     installed.seed()
     row = _settles(installed, "orders/updated", _order_with(discount_codes=[{"code": code, "amount": "1.00"}]))
     assert row.status == "processed"
+
+
+@pytest.mark.parametrize(
+    "currency", [pytest.param("\ud800" * 40, id="lone surrogates"), pytest.param("US\x00D", id="NUL"),
+                 pytest.param("U" * 300, id="300 characters")],
+)  # fmt: skip
+def test_bug_t_an_order_currency_no_database_can_store(installed: World, currency: str) -> None:
+    """T: an order's currency was not checked; the earn rule quoted it into the ledger entry's
+    explanation, whose INSERT could not encode it, and the delivery stayed 'received' (found by
+    the sweep in CI, on SQLite)."""
+    installed.seed()
+    row = _settles(installed, "orders/paid", _order_with(currency=currency))
+    assert row.status == "failed" and row.last_error and row.last_error.startswith("malformed:")
 
 
 @pytest.mark.parametrize(("key", "value"), [("woocommerce.tag_meta_keys", "\ud800" * 41),
