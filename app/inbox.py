@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # The webhook INSERT's parameters, in its order (app/intake checks that they match).
 COLUMNS = ("shop_id", "platform", "topic", "delivery_id", "body", "headers", "received_at", "status", "attempts")
+# AUTOINCREMENT: a seq is never used twice, so a mover that deletes the seqs it read (below) can
+# never delete a row spooled after it read, even when two workers move at once.
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS inbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, {", ".join(COLUMNS)}
@@ -49,10 +51,6 @@ class Moved:
     stored: int = 0
     duplicates: int = 0
     dropped: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.stored + self.duplicates + self.dropped
 
 
 class Inbox:
