@@ -211,11 +211,32 @@ class Database:
                 raw.close()
             return
         conn: sqlite3.Connection | None = getattr(self._local, "reader", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+        if conn is None or getattr(self._local, "reader_pid", None) != os.getpid():
             conn = sqlite3.connect(database, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA query_only=ON")  # this connection never writes
-            self._local.reader, self._local.pid = conn, os.getpid()
+            self._local.reader, self._local.reader_pid = conn, os.getpid()
         yield conn.cursor()
+
+    def first_autocommit(self, statement: Any, params: dict[str, Any]) -> Any:
+        """PostgreSQL: run one statement on this thread's kept connection in autocommit mode (its
+        own transaction, committed, durable, before this returns) and return its first row.
+
+        For the webhook path's two statements: no pool checkout and pre-ping, no BEGIN and COMMIT
+        round trips. A connection found broken (the server restarted) is replaced and the
+        statement tried once more: both of the path's statements may run twice (a lookup; an
+        INSERT … ON CONFLICT DO NOTHING, whose second run finds the first)."""
+        for attempt in (1, 2):
+            conn: Connection | None = getattr(self._local, "kept", None)
+            if conn is None or getattr(self._local, "kept_pid", None) != os.getpid():
+                conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                self._local.kept, self._local.kept_pid = conn, os.getpid()
+            try:
+                return conn.execute(statement, params).first()
+            except sa_exc.DBAPIError as exc:
+                if not exc.connection_invalidated or attempt == 2:
+                    raise
+                self._local.kept = None  # SQLAlchemy has invalidated it: a new one next time
+        raise AssertionError("unreachable")
 
     @contextmanager
     def sqlite_write(self) -> Iterator[sqlite3.Cursor]:
@@ -261,9 +282,12 @@ class Database:
 
     def dispose(self) -> None:
         reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
-        if reader is not None and getattr(self._local, "pid", None) == os.getpid():
+        if reader is not None and getattr(self._local, "reader_pid", None) == os.getpid():
             reader.close()
-        self._local.reader = None
+        kept: Connection | None = getattr(self._local, "kept", None)
+        if kept is not None and getattr(self._local, "kept_pid", None) == os.getpid():
+            kept.close()
+        self._local.reader = self._local.kept = None
         self.engine.dispose()
         if self._waiters_fd is not None:
             os.close(self._waiters_fd)

@@ -155,9 +155,8 @@ def find_shop(db: Database, platform: str, domain: str) -> Shop | None:
     building the ORM object would cost as much again as the query. On SQLite the query goes
     through the driver (one statement, no BEGIN), its values through SQLAlchemy's own result
     processors."""
-    if not db.is_sqlite:
-        with db.read() as conn:
-            return cast(Shop, conn.execute(_FIND_SHOP, {"platform": platform, "domain": domain}).first())
+    if not db.is_sqlite:  # PostgreSQL: one statement on a kept connection, no transaction around it
+        return cast(Shop, db.first_autocommit(_FIND_SHOP, {"platform": platform, "domain": domain}))
     if not _SHOP_COLUMNS:
         dialect = db.engine.dialect
         compiled = _FIND_SHOP.compile(dialect=dialect)
@@ -214,10 +213,10 @@ def accept(
         with db.sqlite_write() as cursor:
             row = cursor.execute(_sqlite_insert_sql(db), _sqlite_params(db, values)).fetchone()
         pk = None if row is None else int(row[0])
-    else:
-        with db.write() as conn:
-            pk = store_delivery(conn, shop_id=shop_id, platform=platform, topic=topic, delivery_id=delivery_id,
-                                body=body, headers=headers)  # fmt: skip
+    else:  # PostgreSQL: the INSERT is its own transaction (autocommit), committed when it returns
+        values = _values(shop_id, platform, topic, delivery_id, body, headers)
+        row = db.first_autocommit(_insert_statement(db.engine.dialect.name), values)
+        pk = None if row is None else int(row[0])
     if pk is not None:
         return Accepted(pk, duplicate=False)
     found = _stored(db, shop_id, delivery_id)
@@ -244,8 +243,7 @@ def _stored(db: Database, shop_id: int, delivery_id: str) -> Accepted | None:
         with db.sqlite_read() as cursor:
             found = cursor.execute(_STORED_SQL[0], (params["shop_id"], params["delivery_id"])).fetchone()
     else:
-        with db.read() as conn:
-            found = conn.execute(_STORED, params).first()
+        found = db.first_autocommit(_STORED, params)
     if found is None:
         return None
     return Accepted(int(found[0]), duplicate=True, status=str(found[1]), attempts=int(found[2]))

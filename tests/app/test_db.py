@@ -1,0 +1,51 @@
+"""The webhook path's database access outside a pooled transaction: SQLite's kept reading
+connection, PostgreSQL's kept autocommit connection, which must survive a server-side disconnect."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from app.config import Settings
+from app.db import Database, normalize_url
+from app.intake import accept, find_shop
+from tests.factories import Books
+
+
+def test_the_kept_connection_is_replaced_when_the_server_drops_it(settings: Settings, books: Books) -> None:
+    if settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite has no server to drop a connection")
+    db = Database(settings.database_url)
+    shop = books.open("kept-conn.myshopify.com")
+    assert find_shop(db, "shopify", "kept-conn.myshopify.com") is not None
+    (backend,) = db.first_autocommit(text("SELECT pg_backend_pid()"), {})
+    other = create_engine(normalize_url(settings.database_url))
+    with other.connect() as conn:  # what a server restart or an idle timeout does to it
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}).scalar_one()
+    other.dispose()
+    found = find_shop(db, "shopify", "kept-conn.myshopify.com")  # a new connection, the same answer
+    assert found is not None and found.id == shop.shop_id
+    stored = accept(db, shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id="k-1",
+                    body=b"{}", headers={})  # fmt: skip
+    again = accept(db, shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id="k-1",
+                   body=b"{}", headers={})  # fmt: skip
+    assert (stored.duplicate, again.duplicate, again.id) == (False, True, stored.id)
+    (now_backend,) = db.first_autocommit(text("SELECT pg_backend_pid()"), {})
+    assert now_backend != backend
+    db.dispose()
+
+
+def test_each_thread_and_process_keeps_its_own_reading_connection(settings: Settings, books: Books) -> None:
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("the kept reading connection is SQLite's")
+    db = Database(settings.database_url)
+    books.open("reader.myshopify.com")
+    with db.sqlite_read() as first:
+        pass
+    with db.sqlite_read() as again:
+        assert again.connection is first.connection
+    db._local.reader_pid = -1  # as a forked child sees it
+    with db.sqlite_read() as child:
+        assert child.connection is not first.connection
+    assert find_shop(db, "shopify", "reader.myshopify.com") is not None
+    db.dispose()
