@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from app import inbox, ledger, prefetch, privacy
+from app import inbox, prefetch, privacy
 from app.db import READ_ONLY, Database
 from app.events import (
     AppUninstalled,
@@ -392,8 +392,8 @@ def process_batch(
 
     Oldest first, one after another, so two deliveries of one order apply in arrival order (and
     on PostgreSQL the order row lock serializes them against any other worker). A transaction
-    first applies its deliveries all or nothing, with the rows they need loaded up front (on
-    SQLite: `app.prefetch`) and one flush at the end; if any delivery raises, it is rolled back
+    first applies its deliveries all or nothing, with the rows they need loaded (and on PostgreSQL
+    locked) up front (`app.prefetch`) and one flush at the end; if any delivery raises, it is rolled back
     and the same deliveries are applied again, each in its own savepoint: then a delivery that
     raises is rolled back alone, its attempt and error are recorded in the same transaction and
     it is returned in `retry` for the job queue's backoff, while the others commit. A malformed
@@ -449,7 +449,7 @@ def _transaction(
             .with_for_update(skip_locked=True)
         ).scalars()
     )
-    if not careful and ledger.sole_writer(session):
+    if not careful:
         _prefetch(session, [d for d in todo if d.id in live and d.shop_id not in erased])
     finished: list[dict[str, Any]] = []  # the rows' new states, written in one statement
     shops: dict[int, Shop | None] = {}  # held here: the session's identity map is weak

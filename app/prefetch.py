@@ -1,12 +1,14 @@
 """Rows a worker's batch will need, loaded with one query per table instead of one per delivery.
 
 On SQLite the batch's transaction holds the database's only write lock (BEGIN IMMEDIATE) before
-it loads anything, so what it loads cannot change under it, and a key it looked for and did not
-find cannot appear, except by the batch itself: `service` and `ledger` record the orders,
-customers and awards they create here as they go. The loaded objects are the session's own (its
-identity map), so a change made by one delivery is what the next delivery of the same order or
-customer sees. Used only where no other writer can interleave (`ledger.sole_writer`); PostgreSQL
-keeps its row locks per delivery.
+it loads anything; on PostgreSQL the loads lock the rows (FOR UPDATE, each table in id order, so
+two batches cannot deadlock over them). Either way what it loads cannot change under it. A key it
+looked for and did not find can appear only by the batch itself (`service` and `ledger` record
+the orders, customers and awards they create here as they go), or, on PostgreSQL, by another
+worker's insert, which then fails this batch on the UNIQUE constraint: the batch is applied
+again one savepoint each, without this. The loaded objects are the session's own (its identity
+map), so a change made by one delivery is what the next delivery of the same order or customer
+sees.
 """
 
 from __future__ import annotations
@@ -40,13 +42,17 @@ def load(session: Session, shop_id: int, order_ids: Iterable[str], customer_ids:
     if order_ids:
         found.orders.update(dict.fromkeys(((shop_id, o) for o in order_ids), None))
         rows = session.exec(
-            select(Order).where(Order.shop_id == shop_id, col(Order.platform_order_id).in_(order_ids))
+            select(Order)
+            .where(Order.shop_id == shop_id, col(Order.platform_order_id).in_(order_ids))
+            .order_by(col(Order.id))
+            .with_for_update()
         ).all()
         for order in rows:
             assert order.id is not None
             found.orders[(shop_id, order.platform_order_id)] = order
             found.awards[order.id] = None
-        for award in session.exec(select(Award).where(col(Award.order_id).in_([o.id for o in rows]))).all():
+        awards = select(Award).where(col(Award.order_id).in_([o.id for o in rows]))
+        for award in session.exec(awards.order_by(col(Award.id)).with_for_update()).all():
             found.awards[award.order_id] = award
     if customer_ids:
         found.customers.update(dict.fromkeys(((shop_id, c) for c in customer_ids), None))

@@ -65,9 +65,12 @@ def _lock_order(
 ) -> tuple[Order | None, OrderSnapshot | None]:
     """The order's row, locked, and its stored snapshot; no snapshot when the order is new.
 
-    On SQLite (the only writer: no one else can insert the order after our SELECT) a new order is
-    left to `apply_snapshot` (None), which inserts it once its customer is known. On PostgreSQL it
-    is inserted here, in a savepoint, so that its row lock is taken before the customer's.
+    On SQLite (the only writer: no one else can insert the order after our SELECT), and in a
+    worker's batch that loaded its rows up front (where another worker's insert of the same order
+    fails this whole batch, which is then applied again one savepoint each), a new order is left
+    to `apply_snapshot` (None), which inserts it once its customer is known. Otherwise, on
+    PostgreSQL, it is inserted here, in a savepoint, so that its row lock is taken before the
+    customer's.
     """
     params = {"shop_id": shop.id, "order_id": incoming.order_id}
     known = prefetch.of(session)
@@ -84,7 +87,7 @@ def _lock_order(
         order = session.exec(_ORDER, params=params).first()
     if order is not None:
         return order, OrderSnapshot.from_json(order.snapshot)
-    if ledger.sole_writer(session):
+    if known is not None or ledger.sole_writer(session):
         return None, None
     from sqlalchemy.exc import IntegrityError
 

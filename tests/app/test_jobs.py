@@ -268,8 +268,6 @@ def test_a_batch_costs_a_few_statements_per_delivery_not_one_per_lookup(
 ) -> None:
     """Orders, awards and customers are loaded once per batch and the changes flushed once: 40
     paid orders of 40 customers, then their 40 cancellations, in statements per delivery."""
-    if not settings.database_url.startswith("sqlite"):
-        pytest.skip("PostgreSQL locks rows per delivery; the batch load is SQLite's")
     from sqlalchemy import event
 
     svc = _batch_app(settings, tmp_path).extensions["clawback"]
