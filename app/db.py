@@ -15,10 +15,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy import exc as sa_exc
@@ -35,6 +35,13 @@ def normalize_url(url: str) -> str:
 
 
 log = logging.getLogger(__name__)
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
 BUSY_TIMEOUT_S = 30
 READ_ONLY = "clawback_read_only"  # an execution option: this transaction only reads
 
@@ -84,6 +91,29 @@ def begin_immediate(dbapi_conn: Any, waiters: str | None) -> None:
         if fd is not None:
             os.close(fd)  # and with it the shared lock: no longer waiting
         dbapi_conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+
+
+class Kept(Generic[C]):
+    """One connection per thread, kept for the life of the thread rather than checked out of a pool
+    per use, and opened again in a forked process (a connection must not cross a fork)."""
+
+    def __init__(self, make: Callable[[], C]) -> None:
+        self._make = make
+        self._local = threading.local()
+
+    def get(self) -> C:
+        conn: C | None = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = self._make()
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def drop(self, close: bool = True) -> None:
+        """Forget this thread's connection (closing it when this process opened it)."""
+        conn = getattr(self._local, "conn", None)
+        if close and conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            conn.close()
+        self._local.conn = None
 
 
 def waiters_file(url: str) -> str | None:
@@ -150,7 +180,10 @@ class Database:
         self.engine = make_engine(self.url)
         self._waiters = waiters_file(self.url)
         self._waiters_fd: int | None = None
-        self._local = threading.local()
+        self._reader: Kept[sqlite3.Connection] = Kept(self._open_reader)
+        self._kept: Kept[Connection] = Kept(
+            lambda: self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        )
 
     def writers_waiting(self) -> bool:
         """Whether another transaction is waiting for SQLite's write lock right now (always False
@@ -210,12 +243,14 @@ class Database:
             finally:
                 raw.close()
             return
-        conn: sqlite3.Connection | None = getattr(self._local, "reader", None)
-        if conn is None or getattr(self._local, "reader_pid", None) != os.getpid():
-            conn = sqlite3.connect(database, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA query_only=ON")  # this connection never writes
-            self._local.reader, self._local.reader_pid = conn, os.getpid()
-        yield conn.cursor()
+        yield self._reader.get().cursor()
+
+    def _open_reader(self) -> sqlite3.Connection:
+        database = self.engine.url.database
+        assert database
+        conn = sqlite3.connect(database, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA query_only=ON")  # this connection never writes
+        return conn
 
     def first_autocommit(self, statement: Any, params: dict[str, Any]) -> Any:
         """PostgreSQL: run one statement on this thread's kept connection in autocommit mode (its
@@ -226,16 +261,12 @@ class Database:
         statement tried once more: both of the path's statements may run twice (a lookup; an
         INSERT … ON CONFLICT DO NOTHING, whose second run finds the first)."""
         for attempt in (1, 2):
-            conn: Connection | None = getattr(self._local, "kept", None)
-            if conn is None or getattr(self._local, "kept_pid", None) != os.getpid():
-                conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-                self._local.kept, self._local.kept_pid = conn, os.getpid()
             try:
-                return conn.execute(statement, params).first()
+                return self._kept.get().execute(statement, params).first()
             except sa_exc.DBAPIError as exc:
                 if not exc.connection_invalidated or attempt == 2:
                     raise
-                self._local.kept = None  # SQLAlchemy has invalidated it: a new one next time
+                self._kept.drop(close=False)  # SQLAlchemy has invalidated it: a new one next time
         raise AssertionError("unreachable")
 
     @contextmanager
@@ -258,12 +289,6 @@ class Database:
         finally:
             raw.close()  # back to the pool
 
-    @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A Core transaction (BEGIN IMMEDIATE on SQLite): commit when the block ends, else roll back."""
-        with self.engine.begin() as conn:
-            yield conn
-
     def analyze(self) -> None:
         """Refresh the query planner's statistics (SQLite has no autovacuum to do it). Without them
         SQLite guesses that `shop_id = ?` is selective, and with 100 thousand customers in one
@@ -281,13 +306,8 @@ class Database:
             conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
-        reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
-        if reader is not None and getattr(self._local, "reader_pid", None) == os.getpid():
-            reader.close()
-        kept: Connection | None = getattr(self._local, "kept", None)
-        if kept is not None and getattr(self._local, "kept_pid", None) == os.getpid():
-            kept.close()
-        self._local.reader = self._local.kept = None
+        self._reader.drop()
+        self._kept.drop()
         self.engine.dispose()
         if self._waiters_fd is not None:
             os.close(self._waiters_fd)

@@ -19,14 +19,12 @@ PostgreSQL has row locks, so there the webhook writes `webhook_deliveries` direc
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.db import BUSY_TIMEOUT_S, Database, begin_immediate
+from app.db import BUSY_TIMEOUT_S, Database, Kept, begin_immediate
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +56,7 @@ class Inbox:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._local = threading.local()
+        self._kept: Kept[sqlite3.Connection] = Kept(self._open)
 
     @classmethod
     def beside(cls, db: Database) -> Inbox:
@@ -66,20 +64,19 @@ class Inbox:
         return cls(db.engine.url.database + "-inbox")
 
     def _conn(self) -> sqlite3.Connection:
-        """This thread's connection (a forked process opens its own: a connection must not cross
-        a fork)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # the database's durability, and its reason
-            # The mover checkpoints after each move (below), so a webhook's commit never does:
-            # SQLite's default has the commit that crosses 1000 WAL pages copy them all back and
-            # fsync, in the middle of an answer. The web still would if the worker stayed away
-            # long enough for the WAL to reach 40 MB.
-            conn.execute("PRAGMA wal_autocheckpoint=10000")
-            conn.execute(_SCHEMA)
-            self._local.conn, self._local.pid = conn, os.getpid()
+        """This thread's connection (see `app.db.Kept`)."""
+        return self._kept.get()
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # the database's durability, and its reason
+        # The mover checkpoints after each move (below), so a webhook's commit never does:
+        # SQLite's default has the commit that crosses 1000 WAL pages copy them all back and
+        # fsync, in the middle of an answer. The web still would if the worker stayed away
+        # long enough for the WAL to reach 40 MB.
+        conn.execute("PRAGMA wal_autocheckpoint=10000")
+        conn.execute(_SCHEMA)
         return conn
 
     def spool(self, params: Sequence[Any]) -> None:
@@ -132,7 +129,4 @@ class Inbox:
         return moved
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            conn.close()
-        self._local.conn = None
+        self._kept.drop()

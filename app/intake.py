@@ -632,14 +632,8 @@ def _carry_out(session: Session, shop: Shop, delivery: _Delivery, events: list[E
 def apply_amendment(session: Session, shop: Shop, event: OrderAmended, *, source: str, now: datetime) -> Outcome | None:
     """Add one refund or sticky status to the order's last snapshot. An order never seen is left
     for the order webhooks (which carry every refund and status) and for reconciliation."""
-    known = prefetch.of(session)
-    assert shop.id is not None
-    if known is not None and (shop.id, event.order_id) in known.orders:
-        order = known.orders[(shop.id, event.order_id)]
-    else:
-        order = session.exec(
-            select(Order).where(Order.shop_id == shop.id, Order.platform_order_id == event.order_id)
-        ).first()
+    query = select(Order).where(Order.shop_id == shop.id, Order.platform_order_id == event.order_id)
+    order = prefetch.lookup(session, "orders", (shop.id, event.order_id), lambda: session.exec(query).first())
     if order is None or not order.snapshot:
         return None
     stored = OrderSnapshot.from_json(order.snapshot)

@@ -107,19 +107,17 @@ def _new_customer(shop_id: int, platform_customer_id: str, email: str | None) ->
 def lock_customer(session: Session, shop_id: int, platform_customer_id: str, email: str | None = None) -> Customer:
     """The customer's row, locked for this transaction; created on first sight."""
     params = {"shop_id": shop_id, "customer_id": platform_customer_id}
-    known = prefetch.of(session)
-    if known is not None and (shop_id, platform_customer_id) in known.customers:
-        customer = known.customers[(shop_id, platform_customer_id)]
-    else:
-        customer = session.exec(_CUSTOMER, params=params).first()
+    key = (shop_id, platform_customer_id)
+    customer = prefetch.lookup(session, "customers", key, lambda: session.exec(_CUSTOMER, params=params).first())
     if customer is not None:
         if email and customer.email != email:
             customer.email = email
         return customer
-    if known is not None:  # a batch on SQLite: inserted now, no flush
+    known = prefetch.of(session)
+    if known is not None:  # a worker's batch: inserted now, no flush (a race fails the batch)
         customer = _new_customer(shop_id, platform_customer_id, email)
         prefetch.insert_now(session, customer)
-        known.customers[(shop_id, platform_customer_id)] = customer
+        known.customers[key] = customer
         return customer
     if sole_writer(session):
         customer = _new_customer(shop_id, platform_customer_id, email)

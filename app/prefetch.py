@@ -13,9 +13,9 @@ sees.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import insert
 from sqlalchemy.orm import make_transient_to_detached
@@ -24,6 +24,7 @@ from sqlmodel import Session, SQLModel, col, select
 from app.models import Award, Customer, Order
 
 KEY = "clawback_prefetched"  # Session.info key
+T = TypeVar("T")
 
 
 @dataclass
@@ -84,6 +85,16 @@ def insert_now(session: Session, row: SQLModel) -> None:
     row.id = session.connection().execute(statement, values).scalar_one()
     make_transient_to_detached(row)
     session.add(row)
+
+
+def lookup(session: Session, table: str, key: Hashable, query: Callable[[], T | None]) -> T | None:
+    """The row the batch loaded (or created) for `key` in `table` ("orders", "customers",
+    "awards"), None when it looked and found none; `query()` when the batch did not look."""
+    known = of(session)
+    rows: dict[Any, Any] | None = None if known is None else getattr(known, table)
+    if rows is not None and key in rows:
+        return cast("T | None", rows[key])
+    return query()
 
 
 def of(session: Session) -> Prefetched | None:

@@ -73,21 +73,12 @@ def _lock_order(
     customer's.
     """
     params = {"shop_id": shop.id, "order_id": incoming.order_id}
-    known = prefetch.of(session)
-    assert shop.id is not None
-    if known is not None and (shop.id, incoming.order_id) in known.orders:
-        order = known.orders[(shop.id, incoming.order_id)]
-        if order is not None and order.id is None:
-            # Created by an earlier delivery of this batch (and so without an award: creating one
-            # flushes the order first); the award's lookup and row need its id.
-            session.flush()
-            assert order.id is not None
-            known.awards.setdefault(order.id, None)
-    else:
-        order = session.exec(_ORDER, params=params).first()
+    order = prefetch.lookup(
+        session, "orders", (shop.id, incoming.order_id), lambda: session.exec(_ORDER, params=params).first()
+    )
     if order is not None:
         return order, OrderSnapshot.from_json(order.snapshot)
-    if known is not None or ledger.sole_writer(session):
+    if prefetch.of(session) is not None or ledger.sole_writer(session):
         return None, None
     from sqlalchemy.exc import IntegrityError
 
@@ -176,12 +167,11 @@ def _settle_award(
     """Bring the order's award to its target; `new`: the order was created by this call, so it
     has no award yet."""
     known = prefetch.of(session)
-    if new:
-        award = None
-    elif known is not None and order.id in known.awards:
-        award = known.awards[order.id]
-    else:
-        award = session.exec(_AWARD, params={"order_id": order.id}).first()
+    award = None
+    if not new:
+        award = prefetch.lookup(
+            session, "awards", order.id, lambda: session.exec(_AWARD, params={"order_id": order.id}).first()
+        )
     if award is None:
         tags = frozenset(normalize_tag(t) for t in customer.tags)
         blocked = rules.may_start_award(snap, settings.earn, settings.revert, tags)

@@ -44,7 +44,7 @@ def test_each_thread_and_process_keeps_its_own_reading_connection(settings: Sett
         pass
     with db.sqlite_read() as again:
         assert again.connection is first.connection
-    db._local.reader_pid = -1  # as a forked child sees it
+    db._reader._local.pid = -1  # as a forked child sees it
     with db.sqlite_read() as child:
         assert child.connection is not first.connection
     assert find_shop(db, "shopify", "reader.myshopify.com") is not None

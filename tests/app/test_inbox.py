@@ -155,6 +155,6 @@ def test_each_process_opens_its_own_connection(tmp_path: Path) -> None:
     inbox = Inbox(str(tmp_path / "x.db-inbox"))
     first = inbox._conn()
     assert inbox._conn() is first
-    inbox._local.pid = -1  # as seen from a forked child
+    inbox._kept._local.pid = -1  # as seen from a forked child
     assert inbox._conn() is not first
     inbox.close()
