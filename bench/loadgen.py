@@ -8,10 +8,10 @@ import argparse
 import base64
 import hashlib
 import hmac
-import http.client
 import json
 import random
-import threading
+import selectors
+import socket
 import time
 import uuid
 from typing import Any
@@ -90,6 +90,126 @@ def deliveries(count: int, duplicate_share: float, seed: int) -> list[tuple[str,
     return out
 
 
+def request_bytes(port: int, topic: str, body: bytes, webhook_id: str, secret: str, shop: str) -> bytes:
+    """One signed delivery as the bytes on the wire, built before the clock starts: the platform
+    signs on its own machine, so signing is not part of what the server's answer costs."""
+    signature = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+    head = (
+        f"POST /webhooks/shopify HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"X-Shopify-Topic: {topic}\r\n"
+        f"X-Shopify-Hmac-Sha256: {signature}\r\n"
+        f"X-Shopify-Shop-Domain: {shop}\r\n"
+        f"X-Shopify-Webhook-Id: {webhook_id}\r\n"
+        f"X-Shopify-API-Version: 2026-07\r\n"
+        f"Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class Slot:
+    """One of the `concurrency` connections: connect, send the whole request, read to EOF."""
+
+    __slots__ = ("answer", "index", "out", "sent", "sock", "started")
+
+    def __init__(self, sock: socket.socket, index: int, out: bytes) -> None:
+        self.sock, self.index, self.out = sock, index, out
+        self.sent = 0
+        self.answer = bytearray()
+        self.started = time.perf_counter()
+
+
+def run(
+    port: int, wire: list[bytes], concurrency: int, timeout_s: float = 30
+) -> tuple[list[float], list[bytes], list[str], float]:
+    """Send every request in `wire` over at most `concurrency` connections at once, each a new
+    connection as a platform's webhook delivery is. One thread and a selector: the load generator
+    shares the machine with the servers, and threads waiting for the GIL would both take CPU from
+    them and add their own waits to the answer times measured."""
+    selector = selectors.DefaultSelector()
+    latencies: list[float] = []
+    answers: list[bytes] = []
+    errors: list[str] = []
+    pending = iter(range(len(wire)))
+    open_slots = 0
+
+    def start() -> bool:
+        index = next(pending, None)
+        if index is None:
+            return False
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        slot = Slot(sock, index, wire[index])
+        sock.connect_ex(("127.0.0.1", port))
+        selector.register(sock, selectors.EVENT_WRITE, slot)
+        return True
+
+    def finish(slot: Slot, error: str | None) -> None:
+        selector.unregister(slot.sock)
+        slot.sock.close()
+        if error:
+            errors.append(error)
+        else:
+            latencies.append(time.perf_counter() - slot.started)
+            answers.append(bytes(slot.answer))
+
+    began = time.perf_counter()
+    for _ in range(concurrency):
+        open_slots += start()
+    while open_slots:
+        events = selector.select(timeout=timeout_s)
+        if not events:
+            for key in list(selector.get_map().values()):
+                finish(key.data, "timeout")
+            break
+        for key, mask in events:
+            slot = key.data
+            try:
+                if mask & selectors.EVENT_WRITE:
+                    slot.sent += slot.sock.send(memoryview(slot.out)[slot.sent :])
+                    if slot.sent == len(slot.out):
+                        selector.modify(slot.sock, selectors.EVENT_READ, slot)
+                    continue
+                chunk = slot.sock.recv(65536)
+            except OSError as exc:
+                finish(slot, type(exc).__name__)
+            else:
+                if chunk:
+                    slot.answer += chunk
+                    if not complete(slot.answer):
+                        continue
+                # Closed as soon as the whole answer is in, as an HTTP client does: gunicorn
+                # holds its worker until the client closes (it drains the socket to EOF).
+                finish(slot, None if slot.answer else "empty answer")
+            open_slots -= 1
+            open_slots += start()
+    return latencies, answers, errors, time.perf_counter() - began
+
+
+def complete(answer: bytearray) -> bool:
+    """Whether `answer` holds a whole HTTP response (headers and Content-Length bytes of body)."""
+    end = answer.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    for line in bytes(answer[:end]).split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(answer) - end - 4 >= int(value)
+    return False  # no length: the answer ends when the server closes
+
+
+def status_of(answer: bytes) -> tuple[int, str]:
+    """(HTTP status, the JSON answer's "status" or the HTTP status as text)."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    code = int(head.split(b" ", 2)[1])
+    try:
+        return code, str(json.loads(body).get("status", code))
+    except ValueError:
+        return code, str(code)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
@@ -101,53 +221,16 @@ def main() -> None:
     args = parser.parse_args()
     work = deliveries(args.count, args.duplicates, seed=7)
     sizes = [len(body) for _, body, _ in work]
-    lock = threading.Lock()
-    latencies: list[float] = []
-    errors: list[str] = []
+    wire = [request_bytes(args.port, t, body, wid, args.secret, args.shop) for t, body, wid in work]
+    cpu_before = time.process_time()
+    latencies, answers, errors, wall = run(args.port, wire, args.concurrency)
+    cpu_s = time.process_time() - cpu_before
     statuses: dict[str, int] = {}
-    cursor = iter(range(len(work)))
-
-    def sender() -> None:
-        while True:
-            with lock:
-                i = next(cursor, None)
-            if i is None:
-                return
-            topic, body, webhook_id = work[i]
-            signature = base64.b64encode(hmac.new(args.secret.encode(), body, hashlib.sha256).digest()).decode()
-            headers = {
-                "Content-Type": "application/json",
-                "X-Shopify-Topic": topic,
-                "X-Shopify-Hmac-Sha256": signature,
-                "X-Shopify-Shop-Domain": args.shop,
-                "X-Shopify-Webhook-Id": webhook_id,
-                "X-Shopify-API-Version": "2026-07",
-            }
-            started = time.perf_counter()
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=30)
-                conn.request("POST", "/webhooks/shopify", body=body, headers=headers)
-                response = conn.getresponse()
-                answer = response.read()
-                conn.close()
-                elapsed = time.perf_counter() - started
-                status = json.loads(answer).get("status", str(response.status)) if answer else str(response.status)
-                with lock:
-                    latencies.append(elapsed)
-                    statuses[status] = statuses.get(status, 0) + 1
-                    if response.status != 200:
-                        errors.append(f"{response.status}")
-            except Exception as exc:
-                with lock:
-                    errors.append(type(exc).__name__)
-
-    threads = [threading.Thread(target=sender) for _ in range(args.concurrency)]
-    began = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - began
+    for answer in answers:  # read after the clock stops: it is not the server's time
+        code, status = status_of(answer)
+        statuses[status] = statuses.get(status, 0) + 1
+        if code != 200:
+            errors.append(str(code))
     latencies.sort()
 
     def q(p: float) -> float:
@@ -159,10 +242,11 @@ def main() -> None:
                 "sent": len(work),
                 "unique": len({w[2] for w in work}),
                 "wall_s": round(wall, 3),
-                "per_s": round(len(latencies) / wall, 1),
+                "per_s": round(len(answers) / wall, 1),
                 "p50_ms": round(q(0.5), 2),
                 "p99_ms": round(q(0.99), 2),
                 "max_ms": round(latencies[-1] * 1000, 2) if latencies else 0.0,
+                "cpu_ms_per_request": round(cpu_s * 1000 / max(len(wire), 1), 3),
                 "errors": len(errors),
                 "error_kinds": sorted(set(errors))[:5],
                 "statuses": statuses,

@@ -37,7 +37,7 @@ def _headers(topic: str, body: bytes, webhook_id: str) -> dict[str, str]:
     }
 
 
-def _timed(label: str, profile: bool, fn: Any, count: int) -> None:
+def _timed(label: str, profile: bool, fn: Any, count: int, sort: str = "cumulative") -> None:
     profiler = cProfile.Profile() if profile else None
     started, cpu = time.perf_counter(), time.process_time()
     if profiler is not None:
@@ -51,13 +51,14 @@ def _timed(label: str, profile: bool, fn: Any, count: int) -> None:
         f"({cpu / count * 1000:.2f} ms of CPU: this process's, whatever else the machine runs)"
     )
     if profiler is not None:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(profiler).sort_stats(sort).print_stats(45)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument("--sort", default="cumulative", help="with --cprofile: cumulative or tottime")
     parser.add_argument("--queue", default="", help="CLAWBACK_QUEUE_URL (default: a SQLite file beside the db)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="clawback-profile-") as tmp:
@@ -88,7 +89,7 @@ def main() -> None:
                 response = client.post("/webhooks/shopify", data=body, headers=_headers(topic, body, webhook_id))
                 assert response.status_code == 200, response.get_data(as_text=True)
 
-        _timed("intake", args.cprofile, post_all, len(work))
+        _timed("intake", args.cprofile, post_all, len(work), args.sort)
         jobs = app.extensions["clawback"].jobs
         unique = len({w[2] for w in work})
 
@@ -97,7 +98,7 @@ def main() -> None:
                 pass
             _drain_huey(jobs.huey)  # then whatever was queued (retries)
 
-        _timed("process", args.cprofile, drain, unique)
+        _timed("process", args.cprofile, drain, unique, args.sort)
         from sqlalchemy import text
 
         with app.extensions["clawback"].db.engine.connect() as conn:

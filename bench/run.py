@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import signal
 import socket
 import subprocess
@@ -144,14 +143,12 @@ def load(port: int, count: int, concurrency: int, duplicates: float) -> dict[str
         "--shop",
         SHOP,
     ]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     figures = dict(json.loads(done.stdout.strip().splitlines()[-1]))
-    # The load generator's own CPU: it shares the machine with the servers, so it is part of the
-    # arithmetic of what the two cores can do (see bench/RESULTS.md).
-    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    figures["loadgen_cpu_ms_per_request"] = round(cpu_s * 1000 / max(count, 1), 2)
+    # The load generator's own CPU while it sends (building and signing the requests comes
+    # first): it shares the machine with the servers, so it is part of the arithmetic of what
+    # the two cores can do (see bench/RESULTS.md).
+    figures["loadgen_cpu_ms_per_request"] = figures.pop("cpu_ms_per_request")
     return figures
 
 
