@@ -19,6 +19,7 @@ PostgreSQL has row locks, so there the webhook writes `webhook_deliveries` direc
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ CREATE TABLE IF NOT EXISTS inbox (
 )
 """
 _SPOOL = f"INSERT INTO inbox ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608 - constants
+# Without the mover, the -wal file would grow with every webhook: a stat of it every so many
+# webhooks, and a checkpoint by the web when it is over the bound (64 MB: about 6,000 webhooks).
+WAL_CHECK_EVERY = 500
+WAL_MAX_BYTES = 64 * 1024 * 1024
 _OLDEST = f"SELECT seq, {', '.join(COLUMNS)} FROM inbox ORDER BY seq LIMIT ?"  # noqa: S608 - constants
 
 
@@ -57,6 +62,7 @@ class Inbox:
     def __init__(self, path: str) -> None:
         self.path = path
         self._kept: Kept[sqlite3.Connection] = Kept(self._open)
+        self._spooled = 0  # by this process: every WAL_CHECK_EVERY, the WAL's size is checked
 
     @classmethod
     def beside(cls, db: Database) -> Inbox:
@@ -71,11 +77,14 @@ class Inbox:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # the database's durability, and its reason
-        # The mover checkpoints after each move (below), so a webhook's commit never does:
-        # SQLite's default has the commit that crosses 1000 WAL pages copy them all back and
-        # fsync, in the middle of an answer. The web still would if the worker stayed away
-        # long enough for the WAL to reach 40 MB.
-        conn.execute("PRAGMA wal_autocheckpoint=10000")
+        # No automatic checkpoints: the mover checkpoints after each move (below). Automatic,
+        # the commit that finds the WAL over its size copies it back and fsyncs, in the middle of
+        # an answer, and so does every commit after it until the WAL starts over, which under
+        # a steady stream of webhooks (and a worker at idle priority) it seldom does: each a stall
+        # of tens of milliseconds that the other web workers queue behind. `spool` keeps a
+        # ceiling for when the worker stays away (see WAL_CHECK_EVERY).
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_MAX_BYTES}")  # and when it starts over, it shrinks
         conn.execute(_SCHEMA)
         return conn
 
@@ -90,6 +99,19 @@ class Inbox:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        self._spooled += 1
+        if self._spooled % WAL_CHECK_EVERY == 0:
+            self._bound_wal(conn)
+
+    def _bound_wal(self, conn: sqlite3.Connection) -> None:
+        """With no mover checkpointing (the worker is stopped or starved), one webhook in
+        WAL_CHECK_EVERY checkpoints the -wal file once it is over WAL_MAX_BYTES."""
+        try:
+            size = os.stat(self.path + "-wal").st_size
+        except OSError:
+            return
+        if size > WAL_MAX_BYTES:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def depth(self) -> int:
         """Rows waiting to be moved."""

@@ -11,6 +11,8 @@ module stays free of any platform.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -166,11 +168,43 @@ def find_shop(db: Database, platform: str, domain: str) -> Shop | None:
             process = column.type.dialect_impl(dialect).result_processor(dialect, None)
             _SHOP_COLUMNS.append((column.name, process or (lambda v: v)))
     with db.sqlite_read() as cursor:
+        seen = _seen_shops(db, cursor)
+        if (platform, domain) in seen:
+            return seen[(platform, domain)]
         found = cursor.execute(_SHOP_SQL[0], (platform, domain)).fetchone()
-    if found is None:
-        return None
-    values = {name: process(v) for (name, process), v in zip(_SHOP_COLUMNS, found, strict=True)}
-    return cast(Shop, SimpleNamespace(**values))
+    shop = None
+    if found is not None:
+        values = {name: process(v) for (name, process), v in zip(_SHOP_COLUMNS, found, strict=True)}
+        shop = cast(Shop, SimpleNamespace(**values))
+    if seen is not _NOT_KEPT:
+        if len(seen) >= _SEEN_MAX:  # unknown domains must not grow it without bound
+            seen.clear()
+        seen[(platform, domain)] = shop
+    return shop
+
+
+_SEEN = threading.local()
+_SEEN_MAX = 1000
+_NOT_KEPT: dict[tuple[str, str], Shop | None] = {}
+
+
+def _seen_shops(db: Database, cursor: sqlite3.Cursor) -> dict[tuple[str, str], Shop | None]:
+    """The shops this thread's reading connection has looked up since the database last changed.
+
+    SQLite's `PRAGMA data_version` changes on a connection whenever another connection has
+    committed to the database, and the kept reading connection never writes: so while it stays the
+    same, no shop row can have changed (installed, uninstalled, settings saved, erased) and the
+    rows read before are the rows. One pragma instead of the SELECT and its decoding, which under
+    load is most webhooks: the job worker commits a few times a second, the web a thousand."""
+    database = db.engine.url.database
+    if not database or database == ":memory:":  # the pool's one connection, which also writes
+        return _NOT_KEPT
+    version = cursor.execute("PRAGMA data_version").fetchone()[0]
+    kept = getattr(_SEEN, "kept", None)
+    if kept is None or kept[0] is not cursor.connection or kept[1] != version:
+        kept = _SEEN.kept = (cursor.connection, version, {})
+    seen: dict[tuple[str, str], Shop | None] = kept[2]
+    return seen
 
 
 @dataclass(frozen=True)

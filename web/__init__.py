@@ -18,7 +18,10 @@ class _SessionInterface(SecureCookieSessionInterface):
     Flask builds it on every request, and on the webhook path that was a tenth of the work."""
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+        # No Cookie header at all (a webhook): no need to parse the cookies to know.
+        if app.secret_key and (
+            "HTTP_COOKIE" not in request.environ or not request.cookies.get(self.get_cookie_name(app))
+        ):
             return self.session_class()
         return super().open_session(app, request)
 

@@ -49,3 +49,31 @@ def test_each_thread_and_process_keeps_its_own_reading_connection(settings: Sett
         assert child.connection is not first.connection
     assert find_shop(db, "shopify", "reader.myshopify.com") is not None
     db.dispose()
+
+
+def test_a_shop_is_read_again_as_soon_as_anything_was_committed(settings: Settings, books: Books) -> None:
+    """The webhook's shop lookup keeps what its connection read until the database changes (any
+    commit by any other connection): never a stale shop, and no SELECT while nothing changed."""
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("PRAGMA data_version is SQLite's")
+    db = Database(settings.database_url)
+    books.open("seen.myshopify.com")
+    selects: list[str] = []
+    with db.sqlite_read() as cursor:
+        cursor.connection.set_trace_callback(lambda sql: selects.append(sql) if "FROM shops" in sql else None)
+    first = find_shop(db, "shopify", "seen.myshopify.com")
+    assert first is not None and find_shop(db, "shopify", "seen.myshopify.com") is first
+    assert find_shop(db, "shopify", "later.myshopify.com") is None
+    assert find_shop(db, "shopify", "later.myshopify.com") is None
+    assert len(selects) == 2  # one per domain
+    with db.engine.begin() as conn:  # the merchant changes something, in another process say
+        conn.execute(text("UPDATE shops SET currency = 'EUR' WHERE domain = 'seen.myshopify.com'"))
+    changed = find_shop(db, "shopify", "seen.myshopify.com")
+    assert changed is not None and changed is not first and changed.currency == "EUR"
+    books.open("later.myshopify.com")  # installed meanwhile
+    assert find_shop(db, "shopify", "later.myshopify.com") is not None
+    with db.engine.begin() as conn:  # uninstalled and erased
+        conn.execute(text("DELETE FROM shops WHERE domain = 'later.myshopify.com'"))
+    assert find_shop(db, "shopify", "later.myshopify.com") is None
+    assert len(selects) == 5
+    db.dispose()

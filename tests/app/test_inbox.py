@@ -158,3 +158,25 @@ def test_each_process_opens_its_own_connection(tmp_path: Path) -> None:
     inbox._kept._local.pid = -1  # as seen from a forked child
     assert inbox._conn() is not first
     inbox.close()
+
+
+def test_the_web_bounds_the_wal_when_no_mover_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No automatic checkpoints in a webhook's commit; with the worker away, one webhook in
+    WAL_CHECK_EVERY checkpoints a WAL over WAL_MAX_BYTES, and the WAL starts over, shrunk."""
+    import app.inbox as inbox_module
+
+    monkeypatch.setattr(inbox_module, "WAL_CHECK_EVERY", 10)
+    monkeypatch.setattr(inbox_module, "WAL_MAX_BYTES", 256 * 1024)
+    spool = Inbox(str(tmp_path / "x.db-inbox"))
+    assert spool._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    wal = tmp_path / "x.db-inbox-wal"
+    row = [1, "shopify", "orders/paid", "", b"x" * 10_000, "{}", "2026-11-01 10:00:00.000000", "received", 0]
+    sizes = []
+    for n in range(400):  # 4 MB of bodies
+        spool.spool([*row[:3], f"d{n}", *row[4:]])
+        sizes.append(wal.stat().st_size)
+    assert spool.depth() == 400  # a checkpoint moves nothing out of the inbox
+    assert max(sizes[:9]) < 256 * 1024 and sizes[8] > sizes[0]  # below the bound: no checkpoint at all
+    frame = 4096 + 24  # a WAL frame: a page and its header; a 10 KB row takes about four
+    assert max(sizes) < 256 * 1024 + 11 * 5 * frame, max(sizes)  # without the bound: about 6.6 MB
+    spool.close()
