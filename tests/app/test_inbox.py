@@ -169,6 +169,7 @@ def test_the_web_bounds_the_wal_when_no_mover_checkpoints(tmp_path: Path, monkey
     monkeypatch.setattr(inbox_module, "WAL_MAX_BYTES", 256 * 1024)
     spool = Inbox(str(tmp_path / "x.db-inbox"))
     assert spool._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    assert spool._conn().execute("PRAGMA secure_delete").fetchone()[0] == 2  # FAST: no extra writes
     wal = tmp_path / "x.db-inbox-wal"
     row = [1, "shopify", "orders/paid", "", b"x" * 10_000, "{}", "2026-11-01 10:00:00.000000", "received", 0]
     sizes = []
