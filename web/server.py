@@ -29,17 +29,6 @@ def on_ready(host: str, port: int) -> Any:
     return announce
 
 
-def _freeze(_worker: Any) -> None:
-    """After the app is loaded in a web worker: its objects (modules, SQLAlchemy's mappers and
-    compiled statements, Flask's routing) live as long as the process, so take them out of the
-    garbage collector's view. A full collection then scans only what requests allocate, instead
-    of the whole app every few thousand allocations (milliseconds each, in the middle of an
-    answer)."""
-    import gc
-
-    gc.freeze()
-
-
 def run(host: str, port: int, workers: int) -> None:
     _Server({
         "bind": f"{host}:{port}",
@@ -54,5 +43,4 @@ def run(host: str, port: int, workers: int) -> None:
         # gunicorn's control socket defaults to one path per user: two servers would share it.
         "control_socket_disable": True,
         "when_ready": on_ready(host, port),
-        "post_worker_init": _freeze,
     }).run()  # fmt: skip
