@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -132,9 +134,6 @@ def db_upgrade(revision: str) -> None:
 )
 def serve(host: str, port: int, workers: int, job_workers: int, migrate_first: bool) -> None:
     """Run the app under gunicorn, and the job worker beside it (migrating the database first)."""
-    import signal
-    import subprocess
-
     from web.server import run
 
     if migrate_first:
@@ -150,11 +149,26 @@ def serve(host: str, port: int, workers: int, job_workers: int, migrate_first: b
         run(host=host, port=port, workers=workers)
     finally:
         if worker is not None:
-            worker.send_signal(signal.SIGINT)  # Huey's graceful stop: running jobs finish first
-            try:
-                worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            _stop_worker(worker)
+
+
+WORKER_STOP = ((signal.SIGINT, 8.0), (signal.SIGTERM, 3.0))  # then SIGKILL
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGINT, Huey's graceful stop (running jobs finish first); then SIGTERM, its immediate stop
+    (a job cut short is retried: processing is idempotent); then SIGKILL. A worker still starting
+    at idle priority on a busy machine can miss the first signal, and the whole stop stays within
+    the 15 s a process manager usually grants (a job never commits half its work)."""
+    for sig, timeout_s in WORKER_STOP:
+        worker.send_signal(sig)
+        try:
+            worker.wait(timeout=timeout_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    worker.kill()
+    worker.wait(timeout=5)
 
 
 @cli.command()

@@ -18,6 +18,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 CLAWBACK = Path(sys.executable).parent / "clawback"
 STARTUP_SECONDS = 20
 
@@ -103,3 +105,28 @@ def test_demo_then_serve(tmp_path: Path) -> None:
         stop(server)
     assert server.returncode == 0, f"clawback serve did not stop cleanly on SIGTERM:\n{log()}"
     assert "secret-session-token" not in log()
+
+
+@pytest.mark.parametrize(
+    ("ignores", "returncode"),
+    [((), -signal.SIGINT), (("SIGINT",), -signal.SIGTERM), (("SIGINT", "SIGTERM"), -signal.SIGKILL)],
+)
+def test_serve_stops_its_worker_even_when_it_misses_a_signal(
+    monkeypatch: pytest.MonkeyPatch, ignores: tuple[str, ...], returncode: int
+) -> None:
+    """A worker still starting (at idle priority, on a busy machine) may miss the graceful SIGINT:
+    serve then sends SIGTERM, then SIGKILL, within its bound."""
+    from web import cli as cli_module
+
+    monkeypatch.setattr(cli_module, "WORKER_STOP", ((signal.SIGINT, 1.0), (signal.SIGTERM, 1.0)))
+    code = (
+        "import signal, sys, time\n"
+        + "".join(f"signal.signal(signal.{name}, signal.SIG_IGN)\n" for name in ignores)
+        + "print('ready', flush=True)\ntime.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+    started = time.monotonic()
+    cli_module._stop_worker(child)
+    assert child.returncode == returncode
+    assert time.monotonic() - started < 4
