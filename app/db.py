@@ -233,8 +233,7 @@ class Database:
         SELECT is its own read transaction (no BEGIN, no write lock). For the webhook path's
         lookups: the connection is kept, not checked out of the pool per request (a checkout and
         its return cost as much as the SELECT). Opened again in a forked process."""
-        database = self.engine.url.database
-        if not database or database == ":memory:":  # one database per connection: the pool's
+        if self.sqlite_file is None:  # in memory, one database per connection: the pool's
             raw = self.engine.raw_connection()
             try:
                 driver = raw.driver_connection
@@ -245,8 +244,16 @@ class Database:
             return
         yield self._reader.get().cursor()
 
-    def _open_reader(self) -> sqlite3.Connection:
+    @property
+    def sqlite_file(self) -> str | None:
+        """The SQLite database's file; None in memory or on PostgreSQL."""
         database = self.engine.url.database
+        if not self.is_sqlite or not database or database == ":memory:":
+            return None
+        return database
+
+    def _open_reader(self) -> sqlite3.Connection:
+        database = self.sqlite_file
         assert database
         conn = sqlite3.connect(database, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA query_only=ON")  # this connection never writes

@@ -66,8 +66,8 @@ class Inbox:
 
     @classmethod
     def beside(cls, db: Database) -> Inbox:
-        assert db.is_sqlite and db.engine.url.database, "an inbox belongs beside a SQLite database file"
-        return cls(db.engine.url.database + "-inbox")
+        assert db.sqlite_file, "an inbox belongs beside a SQLite database file"
+        return cls(db.sqlite_file + "-inbox")
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection (see `app.db.Kept`)."""

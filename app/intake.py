@@ -104,10 +104,15 @@ def _sqlite_insert_sql(db: Database, *, returning: bool = True) -> str:
         values: dict[str, Any] = {n: bindparam(n) for n in names}
         plain = sqlite_insert(_DELIVERIES).on_conflict_do_nothing(index_elements=["shop_id", "delivery_id"])
         for stmt in (_insert_statement("sqlite").values(values), plain.values(values)):
-            compiled = stmt.compile(dialect=dialect)
-            assert compiled.positiontup == names, compiled.positiontup  # the order the values are passed in
-            _SQLITE_SQL.append(str(compiled))
+            _SQLITE_SQL.append(_sqlite_text(db, stmt, *names))
     return _SQLITE_SQL[0] if returning else _SQLITE_SQL[1]
+
+
+def _sqlite_text(db: Database, stmt: Any, *names: str) -> str:
+    """`stmt` as SQLite text for the driver, checked to take its parameters in `names`' order."""
+    compiled = stmt.compile(dialect=db.engine.dialect)
+    assert compiled.positiontup == list(names), compiled.positiontup  # the order the values are passed in
+    return str(compiled)
 
 
 def _sqlite_params(db: Database, values: Mapping[str, Any]) -> list[Any]:
@@ -161,9 +166,7 @@ def find_shop(db: Database, platform: str, domain: str) -> Shop | None:
         return cast(Shop, db.first_autocommit(_FIND_SHOP, {"platform": platform, "domain": domain}))
     if not _SHOP_COLUMNS:
         dialect = db.engine.dialect
-        compiled = _FIND_SHOP.compile(dialect=dialect)
-        assert compiled.positiontup == ["platform", "domain"], compiled.positiontup
-        _SHOP_SQL.append(str(compiled))
+        _SHOP_SQL.append(_sqlite_text(db, _FIND_SHOP, "platform", "domain"))
         for column in _SHOPS.columns:
             process = column.type.dialect_impl(dialect).result_processor(dialect, None)
             _SHOP_COLUMNS.append((column.name, process or (lambda v: v)))
@@ -196,8 +199,7 @@ def _seen_shops(db: Database, cursor: sqlite3.Cursor) -> dict[tuple[str, str], S
     same, no shop row can have changed (installed, uninstalled, settings saved, erased) and the
     rows read before are the rows. One pragma instead of the SELECT and its decoding, which under
     load is most webhooks: the job worker commits a few times a second, the web a thousand."""
-    database = db.engine.url.database
-    if not database or database == ":memory:":  # the pool's one connection, which also writes
+    if db.sqlite_file is None:  # in memory: the pool's one connection, which also writes
         return _NOT_KEPT
     version = cursor.execute("PRAGMA data_version").fetchone()[0]
     kept = getattr(_SEEN, "kept", None)
@@ -271,9 +273,7 @@ def _stored(db: Database, shop_id: int, delivery_id: str) -> Accepted | None:
     params = {"shop_id": shop_id, "delivery_id": delivery_id[:200]}
     if db.is_sqlite:
         if not _STORED_SQL:
-            compiled = _STORED.compile(dialect=db.engine.dialect)
-            assert compiled.positiontup == ["shop_id", "delivery_id"], compiled.positiontup
-            _STORED_SQL.append(str(compiled))
+            _STORED_SQL.append(_sqlite_text(db, _STORED, "shop_id", "delivery_id"))
         with db.sqlite_read() as cursor:
             found = cursor.execute(_STORED_SQL[0], (params["shop_id"], params["delivery_id"])).fetchone()
     else:

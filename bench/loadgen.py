@@ -110,12 +110,12 @@ def request_bytes(port: int, topic: str, body: bytes, webhook_id: str, secret: s
 
 
 class Slot:
-    """One of the `concurrency` connections: connect, send the whole request, read to EOF."""
+    """One of the `concurrency` connections: connect, send the whole request, read the answer."""
 
-    __slots__ = ("answer", "index", "out", "sent", "sock", "started")
+    __slots__ = ("answer", "out", "sent", "sock", "started")
 
-    def __init__(self, sock: socket.socket, index: int, out: bytes) -> None:
-        self.sock, self.index, self.out = sock, index, out
+    def __init__(self, sock: socket.socket, out: bytes) -> None:
+        self.sock, self.out = sock, out
         self.sent = 0
         self.answer = bytearray()
         self.started = time.perf_counter()
@@ -132,16 +132,16 @@ def run(
     latencies: list[float] = []
     answers: list[bytes] = []
     errors: list[str] = []
-    pending = iter(range(len(wire)))
+    pending = iter(wire)
     open_slots = 0
 
     def start() -> bool:
-        index = next(pending, None)
-        if index is None:
+        out = next(pending, None)
+        if out is None:
             return False
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
-        slot = Slot(sock, index, wire[index])
+        slot = Slot(sock, out)
         sock.connect_ex(("127.0.0.1", port))
         selector.register(sock, selectors.EVENT_WRITE, slot)
         return True

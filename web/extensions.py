@@ -31,9 +31,7 @@ class Services:
     def inbox(self) -> Inbox | None:
         """On a SQLite database file with a job worker polling (any queue but the inline one of
         the tests), webhooks are spooled beside the database: see app/inbox.py."""
-        if not self.db.is_sqlite or not self.db.engine.url.database or self.db.engine.url.database == ":memory:":
-            return None
-        if self.settings.queue_url == "immediate://":
+        if self.db.sqlite_file is None or self.settings.queue_url == "immediate://":
             return None
         return Inbox.beside(self.db)
 
