@@ -39,6 +39,7 @@ from app.events import (
     ShopRedacted,
 )
 from app.models import Order, Shop, WebhookDelivery, as_utc, utcnow
+from app.prepared import Prepared
 from app.service import BATCH, Outcome, apply_snapshot
 from app.snapshot import STICKY, OrderSnapshot
 
@@ -528,7 +529,7 @@ def _transaction(
         except Exception as exc:
             raise _Redo from exc
     if finished:
-        session.execute(_FINISH, finished)
+        _FINISH.run_many(session.connection(), finished)
     return taken
 
 
@@ -548,7 +549,7 @@ def _prefetch(session: Session, items: list[Pending]) -> None:
         prefetch.load(session, shop_id, orders, customers)
 
 
-_FINISH = (
+_FINISH = Prepared(
     update(_DELIVERIES)
     .where(_DELIVERIES.c.id == bindparam("pk"))
     .values(

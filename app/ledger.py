@@ -23,6 +23,7 @@ from sqlmodel import Session, select
 from app import prefetch
 from app.errors import InvariantViolation
 from app.models import Customer, LedgerEntry, utcnow
+from app.prepared import Prepared
 
 
 @dataclass(frozen=True)
@@ -79,13 +80,16 @@ _CUSTOMER = (
 _ENTRIES = LedgerEntry.__table__  # type: ignore[attr-defined]
 # INSERT … ON CONFLICT (shop_id, idempotency_key) DO NOTHING RETURNING id: no row back means the
 # key was taken (a retry), in the one statement that would otherwise be a SELECT and an INSERT.
+_ENTRY_COLUMNS = [c.key for c in _ENTRIES.columns if not c.primary_key]
 _INSERT_ENTRY = {
-    "sqlite": sqlite_insert(_ENTRIES).on_conflict_do_nothing(index_elements=["shop_id", "idempotency_key"]),
-    "postgresql": pg_insert(_ENTRIES).on_conflict_do_nothing(index_elements=["shop_id", "idempotency_key"]),
+    name: Prepared(
+        stmt.on_conflict_do_nothing(index_elements=["shop_id", "idempotency_key"]).returning(_ENTRIES.c.id),
+        column_keys=_ENTRY_COLUMNS,
+    )
+    for name, stmt in (("sqlite", sqlite_insert(_ENTRIES)), ("postgresql", pg_insert(_ENTRIES)))
 }
-_INSERT_ENTRY = {dialect: stmt.returning(_ENTRIES.c.id) for dialect, stmt in _INSERT_ENTRY.items()}
 _CUSTOMERS = Customer.__table__  # type: ignore[attr-defined]
-_MOVE_BALANCES = (
+_MOVE_BALANCES = Prepared(
     update(_CUSTOMERS)
     .where(_CUSTOMERS.c.id == bindparam("customer"))
     .values(
@@ -157,7 +161,7 @@ def post(session: Session, customer: Customer, posting: Posting) -> Entry | None
         "idempotency_key": posting.key,
         "created_at": utcnow(),
     }
-    inserted = conn.execute(_INSERT_ENTRY[conn.dialect.name], values).first()
+    inserted = _INSERT_ENTRY[conn.dialect.name].first(conn, values)
     if inserted is None:
         return None  # the key is taken: this posting was made before ("exists is as good as created")
     # Checked after the INSERT, so that a retry (key taken) is None whatever the balances say now;
@@ -172,7 +176,7 @@ def post(session: Session, customer: Customer, posting: Posting) -> Entry | None
             f"customer {customer.platform_customer_id}: pending {pending}, shortfall {shortfall} after {posting.key}"
         )
     moves = {"coins": posting.coins_delta, "pending": posting.pending_delta, "shortfall": posting.shortfall_delta}
-    conn.execute(_MOVE_BALANCES, {"customer": customer.id, **moves})
+    _MOVE_BALANCES.run(conn, {"customer": customer.id, **moves})
     # The object now says what the row says, without a second UPDATE from the unit of work; and it
     # is registered as changed in this transaction, as a flush would, so that rolling back (a
     # delivery's savepoint) expires it: the next reader loads the balances from the row again.

@@ -22,6 +22,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel, col, select
 
 from app.models import Award, Customer, Order
+from app.prepared import Prepared
 
 KEY = "clawback_prefetched"  # Session.info key
 T = TypeVar("T")
@@ -64,12 +65,12 @@ def load(session: Session, shop_id: int, order_ids: Iterable[str], customer_ids:
     return found
 
 
-_INSERTS: dict[str, Any] = {}
+_INSERTS: dict[tuple[str, tuple[str, ...]], Prepared] = {}
 
 
 def insert_now(session: Session, row: SQLModel) -> None:
-    """INSERT a new row at once with one Core statement, and attach it to the session as if a
-    query had loaded it (SQLAlchemy's public `make_transient_to_detached`, then `add`).
+    """INSERT a new row at once, and attach it to the session as if a query had loaded it
+    (SQLAlchemy's public `make_transient_to_detached`, then `add`).
 
     In a batch the unit of work would flush every pending change just to learn this row's id
     (the next rows refer to it), several times per delivery; this way the batch flushes once, at
@@ -77,12 +78,15 @@ def insert_now(session: Session, row: SQLModel) -> None:
     discarded with it, so no attached object can outlive a row that was rolled back.
     """
     table = type(row).__table__  # type: ignore[attr-defined]
-    statement = _INSERTS.get(table.name)
-    if statement is None:  # built once per table: the values come as parameters
-        statement = _INSERTS[table.name] = insert(table).returning(table.c.id)
     values = {c.key: getattr(row, c.key) for c in table.columns if not c.primary_key}
     values = {key: value for key, value in values.items() if value is not None}  # None: the column's default
-    row.id = session.connection().execute(statement, values).scalar_one()
+    keys = tuple(values)
+    statement = _INSERTS.get((table.name, keys))
+    if statement is None:  # one per table and set of columns: the values come as parameters
+        statement = _INSERTS[table.name, keys] = Prepared(insert(table).returning(table.c.id), column_keys=keys)
+    inserted = statement.first(session.connection(), values)
+    assert inserted is not None
+    row.id = int(inserted[0])
     make_transient_to_detached(row)
     session.add(row)
 

@@ -200,7 +200,10 @@ class OrderSnapshot:
         """The join of two snapshots of one order: the newer one's fields, every refund of both."""
         if (self.shop, self.order_id) != (other.shop, other.order_id):
             raise ValueError("can only merge snapshots of the same order")
-        newer = self if self._rank() >= other._rank() else other
+        if self.updated_at != other.updated_at:  # the rank's first term decides: no need for its second
+            newer = self if self.updated_at > other.updated_at else other
+        else:
+            newer = self if self._rank() >= other._rank() else other
         sticky = (self.statuses | other.statuses) & STICKY
         return replace(
             newer, statuses=(newer.statuses - STICKY) | sticky, refunds=_unique_refunds(self.refunds | other.refunds)
