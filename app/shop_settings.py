@@ -7,13 +7,13 @@ so a value refused in one place is refused everywhere, with the same message.
 
 from __future__ import annotations
 
-import json
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app import jsoncodec
 from app.errors import InvalidInput
 from app.snapshot import normalize_tag
 
@@ -204,7 +204,7 @@ class ShopSettings(_Section):
         the key is the stored value itself (canonical JSON), so a changed setting is a new entry
         and no version column or invalidation is needed.
         """
-        key = json.dumps(data or {}, sort_keys=True, separators=(",", ":"), default=str)
+        key = jsoncodec.dumps(data or {}, sort_keys=True, default=str)
         found = _CACHE.get(key)
         if found is None:
             found = cls.from_stored(data)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from app import jsoncodec
 from app.config import Settings
 from app.crypto import Vault
 from app.db import Database
@@ -116,7 +117,7 @@ class Connector(ABC):
         if handler is None:
             return [Ignored(f"topic {topic} is not one Clawback acts on")]
         try:
-            body = json.loads(raw_body)
+            body = jsoncodec.loads(raw_body)
             if not isinstance(body, dict):
                 raise MalformedDelivery("the body is not a JSON object")
             return handler(body, shop)
