@@ -67,6 +67,9 @@ def create_app(settings: Settings | None = None) -> Flask:
                 return jsonify(error=f"query parameter '{key.replace(chr(0), '')}' contains a NUL character"), 400
         return None
 
+    # Plain webhook deliveries are answered before Flask (see WebhookIntake); the rest reach the route.
+    app.wsgi_app = webhooks.WebhookIntake(app.wsgi_app, app.extensions["clawback"], settings.max_body_bytes)  # type: ignore[method-assign]
+
     @app.errorhandler(413)
     def too_large(_exc: Exception) -> ResponseReturnValue:
         return jsonify(error=f"the body is larger than {settings.max_body_bytes} bytes"), 413

@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
-from typing import cast
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, cast
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlmodel import col, select
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.wrappers import Request
 
 import connectors
 from app.intake import accept, find_shop
 from app.models import Shop
 from app.shops import read_credentials
-from web.extensions import get_session, services
+from web.extensions import Services, services
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 from web.metrics import ACCEPTED, DUPLICATES, REJECTED, counted
 
 log = logging.getLogger(__name__)
@@ -30,39 +36,46 @@ bp = Blueprint("webhooks", __name__)
 _KEPT_HEADERS = ("Content-Type", "User-Agent")
 
 
-_ANSWERS = {status: json.dumps({"status": status}) + "\n" for status in ("accepted", "duplicate")}
+_ANSWERS = {status: (json.dumps({"status": status}) + "\n").encode() for status in ("accepted", "duplicate")}
+_JSON = [("Content-Type", "application/json")]
+PREFIX = "/webhooks/"
+
+Answer = tuple[int, dict[str, str] | str]  # a status and a JSON object, or one of _ANSWERS' keys
 
 
-def _answer(status: str) -> Response:
-    """The 200 a stored delivery gets, prebuilt (jsonify per webhook cost more than the rest)."""
-    return Response(_ANSWERS[status], mimetype="application/json")
-
-
-def _refuse(status: int, message: str, platform: str = "") -> ResponseReturnValue:
+def _refuse(status: int, message: str, platform: str = "") -> Answer:
     log.info("webhook refused: %s", message, extra={"platform": platform, "status": status})
     REJECTED.labels(platform=platform or "unknown", reason=str(status)).inc()
-    return jsonify(error=message), status
+    return status, {"error": message}
 
 
 @bp.post("/webhooks/<platform>")
-def receive(platform: str) -> ResponseReturnValue:
+def receive_view(platform: str) -> ResponseReturnValue:
+    """The route, for what the WSGI fast path (`WebhookIntake`) hands on: a query string, a NUL."""
+    status, payload = receive(services(), platform, request)
+    if isinstance(payload, str):
+        return Response(_ANSWERS[payload], status=status, mimetype="application/json")
+    return jsonify(payload), status
+
+
+def receive(svc: Services, platform: str, request: Request) -> Answer:
+    """Verify, store and answer one delivery (Flask-free: the WSGI fast path calls it too)."""
     try:
         connector = connectors.get(platform)()
     except LookupError:
         return _refuse(404, f"no webhooks for platform '{platform}'")
-    raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: werkzeug answers 413 here
+    raw = request.get_data(cache=False)  # over the body limit: werkzeug raises RequestEntityTooLarge
     # werkzeug's Headers: a case-insensitive mapping, which is what connectors need.
     headers = cast(Mapping[str, str], request.headers)
     if connector.is_unsigned_ping(raw, headers):
         log.info("endpoint test answered", extra={"platform": platform})
-        return jsonify(status="ok"), 200
-    svc = services()
+        return 200, {"status": "ok"}
     domain = connector.shop_hint(headers)
     shop = None
     if domain is not None:
         shop = find_shop(svc.db, platform, domain)  # read without a write lock
     if connector.shop_in_body and shop is None:
-        secrets = _platform_secrets(connector, platform)  # no header names the shop: any of ours may have signed
+        secrets = _platform_secrets(svc, connector, platform)  # no header names the shop: any of ours may have signed
     else:
         secrets = connector.secrets(svc.settings, read_credentials(svc.vault, shop) if shop is not None else {})
     if not connector.verify(raw, headers, secrets):
@@ -73,7 +86,7 @@ def receive(platform: str) -> ResponseReturnValue:
         return _refuse(400, str(exc), platform)
     if delivery.topic in connector.test_topics:
         log.info("test delivery answered", extra={"platform": platform, "topic": delivery.topic})
-        return jsonify(status="ok"), 200
+        return 200, {"status": "ok"}
     if connector.shop_in_body and shop is None:
         # The verified body names the shop; it must have been signed with that shop's own secret.
         shop = find_shop(svc.db, platform, delivery.shop)
@@ -82,13 +95,11 @@ def receive(platform: str) -> ResponseReturnValue:
             return _refuse(401, "signature missing or invalid", platform)
     if shop is None or shop.id is None:
         if delivery.topic in connector.compliance_topics:
-            return jsonify(status="nothing held for this shop"), 200
+            return 200, {"status": "nothing held for this shop"}
         return _refuse(404, f"shop {delivery.shop} is not installed", platform)
     context = {"shop": shop.domain, "platform": platform, "topic": delivery.topic, "delivery_id": delivery.delivery_id}
     kept = {k: v for k, v in request.headers.items() if k.startswith("X-") or k in _KEPT_HEADERS}
     kept.pop(connector.signature_header, None)
-    if (session := g.get("db_session")) is not None:  # the request's session, if anything opened it:
-        session.commit()  # end its read first: on SQLite it would hold the write lock the INSERT needs
     # One INSERT in its own transaction, committed (durable) before we answer; the stored row is
     # the job: workers poll stored deliveries, so nothing else is written.
     stored = accept(svc.db, shop_id=shop.id, platform=platform, topic=delivery.topic,
@@ -98,31 +109,71 @@ def receive(platform: str) -> ResponseReturnValue:
         # for a retry whose job a crash may have lost: enqueue it again now; processing is
         # idempotent, so it cannot double.
         if stored.status == "received":
-            _enqueue(stored.id, platform, again=stored.attempts > 0)
+            _enqueue(svc, stored.id, platform, again=stored.attempts > 0)
         counted(DUPLICATES, platform).inc()
         # DEBUG: the access log has every answer, and the stored row says what arrived when.
         log.debug("duplicate delivery", extra=context | {"status": "duplicate"})
-        return _answer("duplicate")
+        return 200, "duplicate"
     if stored.status != "spooled":  # a spooled delivery reaches the worker through the inbox
-        _enqueue(stored.id, platform, again=False)
+        _enqueue(svc, stored.id, platform, again=False)
     counted(ACCEPTED, platform).inc()
     log.debug("delivery accepted", extra=context | {"status": "accepted"})
-    return _answer("accepted")
+    return 200, "accepted"
 
 
-def _platform_secrets(connector: connectors.Connector, platform: str) -> list[str]:
+def _platform_secrets(svc: Services, connector: connectors.Connector, platform: str) -> list[str]:
     """Every secret a shop of `platform` holds, each once (a few shops: one decryption each)."""
-    svc = services()
-    shops = get_session().exec(select(Shop).where(Shop.platform == platform, col(Shop.credentials).is_not(None)))
+    with svc.db.session() as session:  # its own short read, ended before the delivery's INSERT
+        shops = session.exec(select(Shop).where(Shop.platform == platform, col(Shop.credentials).is_not(None))).all()
     found: dict[str, None] = {}
     for shop in shops:
         found.update(dict.fromkeys(connector.secrets(svc.settings, read_credentials(svc.vault, shop))))
     return list(found)
 
 
-def _enqueue(pk: int, platform: str, *, again: bool) -> None:
+class WebhookIntake:
+    """WSGI middleware: a plain POST /webhooks/<platform> is answered here, before Flask.
+
+    Flask's request context, URL matching and request hooks cost about as much as verifying and
+    storing a delivery; none of them serve a webhook (no session, no route variables but the
+    platform, no template). Anything less plain (a query string, a NUL or a further slash in the
+    path, another method) goes on to Flask, whose route calls the same `receive`. Answers as the
+    route would: the same statuses and JSON, 413 over the body limit, and for an unexpected
+    error a logged 500 (the platform retries; nothing was acknowledged).
+    """
+
+    def __init__(self, wsgi_app: WSGIApplication, svc: Services, max_body_bytes: int) -> None:
+        self.next, self.svc, self.max_body_bytes = wsgi_app, svc, max_body_bytes
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path: str = environ.get("PATH_INFO", "")
+        platform = path[len(PREFIX) :]
+        if (
+            environ.get("REQUEST_METHOD") != "POST"
+            or not path.startswith(PREFIX)
+            or not platform
+            or "/" in platform
+            or "\x00" in path
+            or environ.get("QUERY_STRING")
+        ):
+            return self.next(environ, start_response)
+        request = Request(environ)
+        request.max_content_length = self.max_body_bytes
+        try:
+            status, payload = receive(self.svc, platform, request)
+        except RequestEntityTooLarge:
+            status, payload = 413, {"error": f"the body is larger than {self.max_body_bytes} bytes"}
+        except Exception:
+            log.exception("webhook failed", extra={"platform": platform})
+            status, payload = 500, {"error": "internal error: nothing was stored, try again"}
+        body = _ANSWERS[payload] if isinstance(payload, str) else (json.dumps(payload) + "\n").encode()
+        start_response(f"{status} {HTTP_STATUS_CODES[status]}", [*_JSON, ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def _enqueue(svc: Services, pk: int, platform: str, *, again: bool) -> None:
     try:
-        jobs = services().jobs
+        jobs = svc.jobs
         jobs.enqueue(pk, platform) if again else jobs.delivery_stored(pk, platform)
     except Exception:
         # Stored, so not lost: the sweeper re-enqueues deliveries left unprocessed.

@@ -258,6 +258,69 @@ def test_body_over_the_size_limit_is_refused(client: FlaskClient, app: Flask, db
     assert counts(db) == before
 
 
+# --- the WSGI fast path (web.webhooks.WebhookIntake) and the Flask route answer alike ------------
+
+
+def _via(client: FlaskClient, query: str, topic: str, payload: Any = None, **kwargs: Any) -> TestResponse:
+    """`deliver`, through the fast path (no query string) or through Flask's route (one)."""
+    if not query:
+        return deliver(client, topic, payload, **kwargs)
+    original = client.post
+    client.post = lambda url, **kw: original(url + query, **kw)  # type: ignore[method-assign]
+    try:
+        return deliver(client, topic, payload, **kwargs)
+    finally:
+        client.post = original  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize(("kwargs", "status"), REFUSALS.values(), ids=REFUSALS.keys())
+def test_the_fast_path_and_the_route_refuse_alike(client: FlaskClient, kwargs: dict[str, Any], status: int) -> None:
+    fast, route = (_via(client, q, "orders/paid", PAID, **kwargs) for q in ("", "?via=route"))
+    assert (fast.status_code, fast.get_json()) == (route.status_code, route.get_json())
+    assert fast.status_code == status and fast.mimetype == "application/json"
+
+
+def test_the_fast_path_and_the_route_accept_alike(client: FlaskClient, app: Flask, db: Database) -> None:
+    seen: list[bool] = []
+    import web.webhooks
+
+    real = web.webhooks.find_shop
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        from flask import has_request_context
+
+        seen.append(has_request_context())
+        return real(*args, **kwargs)
+
+    web.webhooks.find_shop = spy  # type: ignore[assignment]
+    try:
+        first = deliver(client, "orders/paid", PAID, changes={"X-Shopify-Webhook-Id": "first-id"})
+        again = _via(client, "?via=route", "orders/paid", PAID, changes={"X-Shopify-Webhook-Id": "other-id"})
+        same = deliver(client, "orders/paid", PAID, changes={"X-Shopify-Webhook-Id": "first-id"})  # a duplicate
+    finally:
+        web.webhooks.find_shop = real  # type: ignore[assignment]
+    assert [r.get_json() for r in (first, again, same)] == [{"status": "accepted"}] * 2 + [{"status": "duplicate"}]
+    assert seen == [False, True, False]  # no Flask request context on the fast path
+    big = compact({**PAID, "note": "x" * app.config["MAX_CONTENT_LENGTH"]})
+    fast, route = (_via(client, q, "orders/paid", body=big) for q in ("", "?via=route"))
+    assert (fast.status_code, fast.get_json()) == (route.status_code, route.get_json())
+    assert fast.status_code == 413 and "larger than" in fast.get_json()["error"]
+    assert len(deliveries(db)) == 2
+
+
+def test_an_unexpected_error_on_the_fast_path_is_a_500_and_stores_nothing(
+    client: FlaskClient, db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr("web.webhooks.accept", broken)
+    response = deliver(client, "orders/paid", PAID)
+    assert response.status_code == 500 and "nothing was stored" in response.get_json()["error"]
+    assert deliveries(db) == []
+    assert "webhook failed" in caplog.text
+
+
 @pytest.fixture
 def app_with(settings: Settings) -> Iterator[Any]:
     """Build another app on the same database with some settings changed."""
