@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import signal
 import subprocess
@@ -192,6 +193,7 @@ def worker(workers: int, periodic: bool, priority: str) -> None:
     if jobs.huey.immediate:
         raise CliError("CLAWBACK_QUEUE_URL=immediate:// runs jobs inline; there is no queue to work")
     set_priority(priority)  # before the consumer starts its threads: they inherit it
+    gc.freeze()  # its start-up objects, as the web workers do (web/server.py): no full collection walks them
     click.echo(f"Clawback worker: {workers} threads on {type(jobs.huey).__name__}", err=True)
     # Poll at least every half second when idle (SQLite storage polls; Redis and PostgreSQL block),
     # so a webhook's effect shows within a second or two.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -29,6 +30,14 @@ def on_ready(host: str, port: int) -> Any:
     return announce
 
 
+def freeze_startup_objects(_worker: Any) -> None:
+    """After a worker has loaded the app: the objects of its start-up (modules, the app, SQLAlchemy's
+    mappers; some hundred thousand) go to the collector's permanent generation. They live as long
+    as the worker, and a full collection no longer walks them: one took 120 ms in each web worker
+    of a benchmark run (2.5 ms frozen), a pause every connection of that worker waited through."""
+    gc.freeze()
+
+
 def run(host: str, port: int, workers: int) -> None:
     _Server({
         "bind": f"{host}:{port}",
@@ -43,4 +52,5 @@ def run(host: str, port: int, workers: int) -> None:
         # gunicorn's control socket defaults to one path per user: two servers would share it.
         "control_socket_disable": True,
         "when_ready": on_ready(host, port),
+        "post_worker_init": freeze_startup_objects,
     }).run()  # fmt: skip

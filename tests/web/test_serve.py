@@ -130,3 +130,17 @@ def test_serve_stops_its_worker_even_when_it_misses_a_signal(
     cli_module._stop_worker(child)
     assert child.returncode == returncode
     assert time.monotonic() - started < 16
+
+
+def test_a_web_worker_freezes_its_start_up_objects() -> None:
+    """gunicorn's post_worker_init: what the worker loaded is out of the collector's full passes."""
+    import gc
+
+    from web import server
+
+    gc.unfreeze()
+    try:
+        server.freeze_startup_objects(None)
+        assert gc.get_freeze_count() > 10_000  # the modules and the app: far more than a few
+    finally:
+        gc.unfreeze()
