@@ -87,43 +87,28 @@ def _values(
     }
 
 
-_SQLITE_BINDS: list[tuple[str, Callable[[Any], Any]]] = []
-_SQLITE_SQL: list[str] = []
-
-
-def _sqlite_insert_sql(db: Database, *, returning: bool = True) -> str:
-    """The INSERT as SQLite text (with RETURNING id, or without it for the inbox's executemany),
-    with each column's own bind processor (JSON headers, the DateTime storage format) taken from
-    SQLAlchemy so the stored values are exactly what the ORM writes and reads. Built once."""
-    if not _SQLITE_SQL:
-        dialect = db.engine.dialect
-        names = list(_values(0, "", "", "", b"", {}))
-        assert tuple(names) == inbox.COLUMNS, names  # the inbox holds these parameters, in this order
-        for name in names:
-            process = _DELIVERIES.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            _SQLITE_BINDS.append((name, process or (lambda v: v)))
-        values: dict[str, Any] = {n: bindparam(n) for n in names}
-        plain = sqlite_insert(_DELIVERIES).on_conflict_do_nothing(index_elements=["shop_id", "delivery_id"])
-        for stmt in (_insert_statement("sqlite").values(values), plain.values(values)):
-            _SQLITE_SQL.append(_sqlite_text(db, stmt, *names))
-    return _SQLITE_SQL[0] if returning else _SQLITE_SQL[1]
-
-
-def _sqlite_text(db: Database, stmt: Any, *names: str) -> str:
-    """`stmt` as SQLite text for the driver, checked to take its parameters in `names`' order."""
-    compiled = stmt.compile(dialect=db.engine.dialect)
-    assert compiled.positiontup == list(names), compiled.positiontup  # the order the values are passed in
-    return str(compiled)
+# The webhook's INSERT for SQLite's driver, with RETURNING id and without it (the inbox's move, an
+# executemany), each column's value through SQLAlchemy's own bind processor (JSON headers, the
+# DateTime storage format), so the stored values are exactly what the ORM writes and reads.
+_COLUMN_VALUES: dict[str, Any] = {n: bindparam(n) for n in inbox.COLUMNS}
+_SQLITE_INSERT = Prepared(_insert_statement("sqlite").values(_COLUMN_VALUES))
+_SQLITE_MOVE = Prepared(
+    sqlite_insert(_DELIVERIES).on_conflict_do_nothing(index_elements=["shop_id", "delivery_id"]).values(_COLUMN_VALUES)
+)
 
 
 def _sqlite_params(db: Database, values: Mapping[str, Any]) -> list[Any]:
-    _sqlite_insert_sql(db)
-    return [process(values[name]) for name, process in _SQLITE_BINDS]
+    """The INSERT's parameters, in inbox.COLUMNS order (the inbox stores them as they are)."""
+    params = _SQLITE_INSERT.compiled(db.engine.dialect).parameters(values)
+    assert isinstance(params, list)  # SQLite's driver takes them by position
+    return params
 
 
 def move_inbox(db: Database, spool: inbox.Inbox, limit: int = 200) -> inbox.Moved:
     """The job worker's first step on SQLite: spooled deliveries into `webhook_deliveries`."""
-    return spool.move(db, _sqlite_insert_sql(db, returning=False), limit)
+    compiled = _SQLITE_MOVE.compiled(db.engine.dialect)
+    assert [name for name, _ in compiled.binds] == list(inbox.COLUMNS)  # the order the inbox keeps them in
+    return spool.move(db, compiled.sql, limit)
 
 
 def store_delivery(
@@ -148,13 +133,10 @@ def store_delivery(
 
 
 _SHOPS = Shop.__table__  # type: ignore[attr-defined]
-_FIND_SHOP = core_select(_SHOPS).where(
-    _SHOPS.c.platform == bindparam("platform"), _SHOPS.c.domain == bindparam("domain")
+_FIND_SHOP = Prepared(
+    core_select(_SHOPS).where(_SHOPS.c.platform == bindparam("platform"), _SHOPS.c.domain == bindparam("domain"))
 )
-
-
 _SHOP_COLUMNS: list[tuple[str, Callable[[Any], Any]]] = []
-_SHOP_SQL: list[str] = []
 
 
 def find_shop(db: Database, platform: str, domain: str) -> Shop | None:
@@ -164,10 +146,10 @@ def find_shop(db: Database, platform: str, domain: str) -> Shop | None:
     through the driver (one statement, no BEGIN), its values through SQLAlchemy's own result
     processors."""
     if not db.is_sqlite:  # PostgreSQL: one statement on a kept connection, no transaction around it
-        return cast(Shop, db.first_autocommit(_FIND_SHOP, {"platform": platform, "domain": domain}))
+        return cast(Shop, db.first_autocommit(_FIND_SHOP.statement, {"platform": platform, "domain": domain}))
+    compiled = _FIND_SHOP.compiled(db.engine.dialect)
     if not _SHOP_COLUMNS:
         dialect = db.engine.dialect
-        _SHOP_SQL.append(_sqlite_text(db, _FIND_SHOP, "platform", "domain"))
         for column in _SHOPS.columns:
             process = column.type.dialect_impl(dialect).result_processor(dialect, None)
             _SHOP_COLUMNS.append((column.name, process or (lambda v: v)))
@@ -175,7 +157,7 @@ def find_shop(db: Database, platform: str, domain: str) -> Shop | None:
         seen = _seen_shops(db, cursor)
         if (platform, domain) in seen:
             return seen[(platform, domain)]
-        found = cursor.execute(_SHOP_SQL[0], (platform, domain)).fetchone()
+        found = cursor.execute(compiled.sql, compiled.parameters({"platform": platform, "domain": domain})).fetchone()
     shop = None
     if found is not None:
         values = {name: process(v) for (name, process), v in zip(_SHOP_COLUMNS, found, strict=True)}
@@ -248,7 +230,7 @@ def accept(
     if db.is_sqlite:
         values = _values(shop_id, platform, topic, delivery_id, body, headers)
         with db.sqlite_write() as cursor:
-            row = cursor.execute(_sqlite_insert_sql(db), _sqlite_params(db, values)).fetchone()
+            row = cursor.execute(_SQLITE_INSERT.compiled(db.engine.dialect).sql, _sqlite_params(db, values)).fetchone()
         pk = None if row is None else int(row[0])
     else:  # PostgreSQL: the INSERT is its own transaction (autocommit), committed when it returns
         values = _values(shop_id, platform, topic, delivery_id, body, headers)
@@ -262,10 +244,11 @@ def accept(
     return found
 
 
-_STORED = core_select(_DELIVERIES.c.id, _DELIVERIES.c.status, _DELIVERIES.c.attempts).where(
-    _DELIVERIES.c.shop_id == bindparam("shop_id"), _DELIVERIES.c.delivery_id == bindparam("delivery_id")
+_STORED = Prepared(
+    core_select(_DELIVERIES.c.id, _DELIVERIES.c.status, _DELIVERIES.c.attempts).where(
+        _DELIVERIES.c.shop_id == bindparam("shop_id"), _DELIVERIES.c.delivery_id == bindparam("delivery_id")
+    )
 )
-_STORED_SQL: list[str] = []
 
 
 def _stored(db: Database, shop_id: int, delivery_id: str) -> Accepted | None:
@@ -273,12 +256,11 @@ def _stored(db: Database, shop_id: int, delivery_id: str) -> Accepted | None:
     one statement, no BEGIN)."""
     params = {"shop_id": shop_id, "delivery_id": delivery_id[:200]}
     if db.is_sqlite:
-        if not _STORED_SQL:
-            _STORED_SQL.append(_sqlite_text(db, _STORED, "shop_id", "delivery_id"))
+        compiled = _STORED.compiled(db.engine.dialect)
         with db.sqlite_read() as cursor:
-            found = cursor.execute(_STORED_SQL[0], (params["shop_id"], params["delivery_id"])).fetchone()
+            found = cursor.execute(compiled.sql, compiled.parameters(params)).fetchone()
     else:
-        found = db.first_autocommit(_STORED, params)
+        found = db.first_autocommit(_STORED.statement, params)
     if found is None:
         return None
     return Accepted(int(found[0]), duplicate=True, status=str(found[1]), attempts=int(found[2]))

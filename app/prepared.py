@@ -27,7 +27,10 @@ from sqlalchemy.sql import ClauseElement
 
 
 @dataclass(frozen=True)
-class _Compiled:
+class Compiled:
+    """A statement as one dialect's driver takes it: the text, and how to turn values into its
+    parameters (a list in the text's order for positional drivers, a dict otherwise)."""
+
     sql: str
     positional: bool
     binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]  # (name, bind processor) in the text's order
@@ -47,9 +50,10 @@ class Prepared:
     def __init__(self, statement: ClauseElement, column_keys: Iterable[str] | None = None) -> None:
         self.statement = statement
         self.column_keys = None if column_keys is None else list(column_keys)
-        self._compiled: dict[str, _Compiled] = {}
+        self._compiled: dict[str, Compiled] = {}
 
-    def _for(self, dialect: Dialect) -> _Compiled:
+    def compiled(self, dialect: Dialect) -> Compiled:
+        """What `dialect`'s driver is given (compiled on first use, then kept)."""
         compiled = self._compiled.get(dialect.name)
         if compiled is None:
             c: Any = self.statement.compile(dialect=dialect, column_keys=self.column_keys)
@@ -65,11 +69,11 @@ class Prepared:
                 if not column.default.is_scalar:
                     raise ValueError(f"{column.key}: only a constant default can be prepared; give its value")
                 fixed[column.key] = column.default.arg
-            compiled = self._compiled[dialect.name] = _Compiled(str(c), bool(c.positional), tuple(binds), fixed)
+            compiled = self._compiled[dialect.name] = Compiled(str(c), bool(c.positional), tuple(binds), fixed)
         return compiled
 
     def _run(self, conn: Connection, values: Mapping[str, Any], fetch: bool) -> tuple[Any, ...] | None:
-        compiled = self._for(conn.dialect)
+        compiled = self.compiled(conn.dialect)
         parameters = compiled.parameters(values)
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
@@ -91,7 +95,7 @@ class Prepared:
 
     def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run it once per row of values (the driver's executemany)."""
-        compiled = self._for(conn.dialect)
+        compiled = self.compiled(conn.dialect)
         parameters = [compiled.parameters(values) for values in rows]
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:

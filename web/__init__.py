@@ -72,6 +72,6 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(413)
     def too_large(_exc: Exception) -> ResponseReturnValue:
-        return jsonify(error=f"the body is larger than {settings.max_body_bytes} bytes"), 413
+        return jsonify(error=webhooks.too_large(settings.max_body_bytes)), 413
 
     return app

@@ -43,6 +43,11 @@ PREFIX = "/webhooks/"
 Answer = tuple[int, dict[str, str] | str]  # a status and a JSON object, or one of _ANSWERS' keys
 
 
+def too_large(max_body_bytes: int) -> str:
+    """What a body over the limit is told (the route's 413 handler and the fast path)."""
+    return f"the body is larger than {max_body_bytes} bytes"
+
+
 def _refuse(status: int, message: str, platform: str = "") -> Answer:
     log.info("webhook refused: %s", message, extra={"platform": platform, "status": status})
     REJECTED.labels(platform=platform or "unknown", reason=str(status)).inc()
@@ -162,7 +167,7 @@ class WebhookIntake:
         try:
             status, payload = receive(self.svc, platform, request)
         except RequestEntityTooLarge:
-            status, payload = 413, {"error": f"the body is larger than {self.max_body_bytes} bytes"}
+            status, payload = 413, {"error": too_large(self.max_body_bytes)}
         except Exception:
             log.exception("webhook failed", extra={"platform": platform})
             status, payload = 500, {"error": "internal error: nothing was stored, try again"}
