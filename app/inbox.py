@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,7 @@ CREATE TABLE IF NOT EXISTS inbox (
 """
 _SPOOL = f"INSERT INTO inbox ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608 - constants
 # Without the mover, the -wal file would grow with every webhook: a stat of it every so many
-# webhooks, and a checkpoint by the web when it is over the bound (64 MB: about 6,000 webhooks).
+# webhooks, and a checkpoint by the web when it is over the bound (64 MB: about 3,000 webhooks).
 WAL_CHECK_EVERY = 500
 WAL_MAX_BYTES = 64 * 1024 * 1024
 _OLDEST = f"SELECT seq, {', '.join(COLUMNS)} FROM inbox ORDER BY seq LIMIT ?"  # noqa: S608 - constants
@@ -63,6 +64,7 @@ class Inbox:
         self.path = path
         self._kept: Kept[sqlite3.Connection] = Kept(self._open)
         self._spooled = 0  # by this process: every WAL_CHECK_EVERY, the WAL's size is checked
+        self._bounding: threading.Thread | None = None  # this process's checkpoint of an overgrown WAL
 
     @classmethod
     def beside(cls, db: Database) -> Inbox:
@@ -82,7 +84,7 @@ class Inbox:
         # an answer, and so does every commit after it until the WAL starts over, which under
         # a steady stream of webhooks (and a worker at idle priority) it seldom does: each a stall
         # of tens of milliseconds that the other web workers queue behind. `spool` keeps a
-        # ceiling for when the worker stays away (see WAL_CHECK_EVERY).
+        # ceiling for when the worker stays away, off the answer's path (see `_bound_wal`).
         conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.execute(f"PRAGMA journal_size_limit={WAL_MAX_BYTES}")  # and when it starts over, it shrinks
         # Debian's SQLite zeroes every freed page (secure_delete=ON): the mover's DELETE of a
@@ -107,17 +109,37 @@ class Inbox:
             raise
         self._spooled += 1
         if self._spooled % WAL_CHECK_EVERY == 0:
-            self._bound_wal(conn)
+            self._bound_wal()
 
-    def _bound_wal(self, conn: sqlite3.Connection) -> None:
-        """With no mover checkpointing (the worker is stopped or starved), one webhook in
-        WAL_CHECK_EVERY checkpoints the -wal file once it is over WAL_MAX_BYTES."""
+    def _bound_wal(self) -> None:
+        """With no mover checkpointing (the worker is stopped, or starved during a burst), one
+        webhook in WAL_CHECK_EVERY looks at the -wal file's size, and once it is over
+        WAL_MAX_BYTES, starts a checkpoint in a thread of its own. Not in the answer: the checkpoint
+        copies tens of megabytes (60 ms of CPU, measured), which all the webhooks queued behind
+        this web worker would wait for. SQLite runs it without holding the GIL, while this
+        worker's next webhooks go on writing to the WAL (a PASSIVE checkpoint never blocks them)."""
         try:
             size = os.stat(self.path + "-wal").st_size
         except OSError:
             return
-        if size > WAL_MAX_BYTES:
+        if size <= WAL_MAX_BYTES or (self._bounding is not None and self._bounding.is_alive()):
+            return
+        self._bounding = threading.Thread(target=self._checkpoint, name="inbox-checkpoint", daemon=True)
+        self._bounding.start()
+
+    def _checkpoint(self) -> None:
+        conn = self._open()  # its own connection: a connection serves one thread at a time
+        try:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:  # the next check tries again; meanwhile the WAL only grows
+            log.exception("inbox checkpoint failed")
+        finally:
+            conn.close()
+
+    def bounded(self, timeout_s: float | None = None) -> None:
+        """Wait for a checkpoint `_bound_wal` started."""
+        if self._bounding is not None:
+            self._bounding.join(timeout_s)
 
     def depth(self) -> int:
         """Rows waiting to be moved."""
@@ -157,4 +179,5 @@ class Inbox:
         return moved
 
     def close(self) -> None:
+        self.bounded()
         self._kept.drop()

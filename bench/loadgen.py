@@ -14,6 +14,7 @@ import selectors
 import socket
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 TOPICS = ("orders/create", "orders/paid", "orders/updated", "orders/cancelled")
@@ -123,13 +124,13 @@ class Slot:
 
 def run(
     port: int, wire: list[bytes], concurrency: int, timeout_s: float = 30
-) -> tuple[list[float], list[bytes], list[str], float]:
+) -> tuple[list[tuple[float, float]], list[bytes], list[str], float]:
     """Send every request in `wire` over at most `concurrency` connections at once, each a new
     connection as a platform's webhook delivery is. One thread and a selector: the load generator
     shares the machine with the servers, and threads waiting for the GIL would both take CPU from
     them and add their own waits to the answer times measured."""
     selector = selectors.DefaultSelector()
-    latencies: list[float] = []
+    timeline: list[tuple[float, float]] = []  # per answer: (connected at, answered at), on the clock
     answers: list[bytes] = []
     errors: list[str] = []
     pending = iter(wire)
@@ -152,7 +153,7 @@ def run(
         if error:
             errors.append(error)
         else:
-            latencies.append(time.perf_counter() - slot.started)
+            timeline.append((slot.started, time.perf_counter()))
             answers.append(bytes(slot.answer))
 
     began = time.perf_counter()
@@ -185,7 +186,7 @@ def run(
                 finish(slot, None if slot.answer else "empty answer")
             open_slots -= 1
             open_slots += start()
-    return latencies, answers, errors, time.perf_counter() - began
+    return timeline, answers, errors, time.perf_counter() - began
 
 
 def complete(answer: bytearray) -> bool:
@@ -218,13 +219,14 @@ def main() -> None:
     parser.add_argument("--duplicates", type=float, default=0.05)
     parser.add_argument("--secret", default="bench-secret")
     parser.add_argument("--shop", default="bench.myshopify.com")
+    parser.add_argument("--timeline", help="write each answer's connected and answered times here, one per line")
     args = parser.parse_args()
     work = deliveries(args.count, args.duplicates, seed=7)
     sizes = [len(body) for _, body, _ in work]
     wire = [request_bytes(args.port, t, body, wid, args.secret, args.shop) for t, body, wid in work]
     cpu_before = time.process_time()
     first_sent_at = time.time()  # wall clock: the end-to-end phase counts from here, in another process
-    latencies, answers, errors, wall = run(args.port, wire, args.concurrency)
+    timeline, answers, errors, wall = run(args.port, wire, args.concurrency)
     cpu_s = time.process_time() - cpu_before
     statuses: dict[str, int] = {}
     for answer in answers:  # read after the clock stops: it is not the server's time
@@ -232,7 +234,11 @@ def main() -> None:
         statuses[status] = statuses.get(status, 0) + 1
         if code != 200:
             errors.append(str(code))
-    latencies.sort()
+    if args.timeline:  # for finding where the slow answers are: all at once (a stall) or spread
+        # Seconds on the monotonic clock (time.perf_counter: CLOCK_MONOTONIC, one clock for every
+        # process on Linux), so that a server's own timings can be laid beside them.
+        Path(args.timeline).write_text("".join(f"{a:.6f} {b:.6f}\n" for a, b in timeline))
+    latencies = sorted(b - a for a, b in timeline)
 
     def q(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0

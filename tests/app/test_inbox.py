@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,8 @@ def test_each_process_opens_its_own_connection(tmp_path: Path) -> None:
 
 def test_the_web_bounds_the_wal_when_no_mover_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No automatic checkpoints in a webhook's commit; with the worker away, one webhook in
-    WAL_CHECK_EVERY checkpoints a WAL over WAL_MAX_BYTES, and the WAL starts over, shrunk."""
+    WAL_CHECK_EVERY checkpoints a WAL over WAL_MAX_BYTES, in a thread of its own (not in the
+    answer), and the WAL starts over, shrunk."""
     import app.inbox as inbox_module
 
     monkeypatch.setattr(inbox_module, "WAL_CHECK_EVERY", 10)
@@ -172,12 +174,40 @@ def test_the_web_bounds_the_wal_when_no_mover_checkpoints(tmp_path: Path, monkey
     assert spool._conn().execute("PRAGMA secure_delete").fetchone()[0] == 2  # FAST: no extra writes
     wal = tmp_path / "x.db-inbox-wal"
     row = [1, "shopify", "orders/paid", "", b"x" * 10_000, "{}", "2026-11-01 10:00:00.000000", "received", 0]
-    sizes = []
+    checkpointers, sizes = [], []
     for n in range(400):  # 4 MB of bodies
         spool.spool([*row[:3], f"d{n}", *row[4:]])
+        if spool._bounding is not None and spool._bounding not in checkpointers:
+            checkpointers.append(spool._bounding)
+            spool.bounded(timeout_s=10)  # as the next webhooks would find it, once it is done
         sizes.append(wal.stat().st_size)
     assert spool.depth() == 400  # a checkpoint moves nothing out of the inbox
     assert max(sizes[:9]) < 256 * 1024 and sizes[8] > sizes[0]  # below the bound: no checkpoint at all
+    assert checkpointers and all(t.name == "inbox-checkpoint" for t in checkpointers)  # not the answering thread
     frame = 4096 + 24  # a WAL frame: a page and its header; a 10 KB row takes about four
     assert max(sizes) < 256 * 1024 + 11 * 5 * frame, max(sizes)  # without the bound: about 6.6 MB
     spool.close()
+
+
+def test_a_checkpoint_under_way_is_not_started_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While one checkpoint thread runs, the next check leaves it be rather than start another."""
+    import app.inbox as inbox_module
+
+    monkeypatch.setattr(inbox_module, "WAL_MAX_BYTES", 0)
+    spool = Inbox(str(tmp_path / "x.db-inbox"))
+    release = threading.Event()
+    started: list[int] = []
+
+    def slow_checkpoint() -> None:
+        started.append(1)
+        release.wait(10)
+
+    monkeypatch.setattr(spool, "_checkpoint", slow_checkpoint)
+    spool.spool([1, "shopify", "orders/paid", "d1", b"x", "{}", "2026-11-01 10:00:00.000000", "received", 0])
+    spool._bound_wal()
+    first = spool._bounding
+    spool._bound_wal()
+    assert spool._bounding is first and first is not None and first.is_alive()
+    release.set()
+    spool.close()  # waits for it
+    assert not first.is_alive() and started == [1]
