@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -170,6 +171,14 @@ def test_the_web_bounds_the_wal_when_no_mover_checkpoints(tmp_path: Path, monkey
     monkeypatch.setattr(inbox_module, "WAL_CHECK_EVERY", 10)
     monkeypatch.setattr(inbox_module, "WAL_MAX_BYTES", 256 * 1024)
     spool = Inbox(str(tmp_path / "x.db-inbox"))
+    policies: list[int] = []
+    opened = spool._open
+
+    def open_noting_priority() -> sqlite3.Connection:
+        policies.append(os.sched_getscheduler(0))
+        return opened()
+
+    monkeypatch.setattr(spool, "_open", open_noting_priority)
     assert spool._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
     assert spool._conn().execute("PRAGMA secure_delete").fetchone()[0] == 2  # FAST: no extra writes
     wal = tmp_path / "x.db-inbox-wal"
@@ -184,6 +193,8 @@ def test_the_web_bounds_the_wal_when_no_mover_checkpoints(tmp_path: Path, monkey
     assert spool.depth() == 400  # a checkpoint moves nothing out of the inbox
     assert max(sizes[:9]) < 256 * 1024 and sizes[8] > sizes[0]  # below the bound: no checkpoint at all
     assert checkpointers and all(t.name == "inbox-checkpoint" for t in checkpointers)  # not the answering thread
+    # each checkpoint at idle priority, the answering thread still at the usual one
+    assert policies == [os.SCHED_IDLE] * len(checkpointers) and os.sched_getscheduler(0) == os.SCHED_OTHER
     frame = 4096 + 24  # a WAL frame: a page and its header; a 10 KB row takes about four
     assert max(sizes) < 256 * 1024 + 11 * 5 * frame, max(sizes)  # without the bound: about 6.6 MB
     spool.close()
