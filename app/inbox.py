@@ -25,6 +25,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from app.db import BUSY_TIMEOUT_S, Database, Kept, begin_immediate
@@ -42,9 +43,12 @@ CREATE TABLE IF NOT EXISTS inbox (
 """
 _SPOOL = f"INSERT INTO inbox ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608 - constants
 # Without the mover, the -wal file would grow with every webhook: a stat of it every so many
-# webhooks, and a checkpoint by the web when it is over the bound (64 MB: about 3,000 webhooks).
+# webhooks, and a checkpoint by the web when it is over the bound (64 MB: about 3,000 webhooks)
+# and the worker is away (the oldest row has waited longer than WORKER_AWAY_S).
 WAL_CHECK_EVERY = 500
 WAL_MAX_BYTES = 64 * 1024 * 1024
+WORKER_AWAY_S = 30
+_OLDEST_RECEIVED = "SELECT received_at FROM inbox ORDER BY seq LIMIT 1"
 _OLDEST = f"SELECT seq, {', '.join(COLUMNS)} FROM inbox ORDER BY seq LIMIT ?"  # noqa: S608 - constants
 
 
@@ -113,20 +117,25 @@ class Inbox:
             self._bound_wal()
 
     def _bound_wal(self) -> None:
-        """With no mover checkpointing (the worker is stopped, or starved during a burst), one
-        webhook in WAL_CHECK_EVERY looks at the -wal file's size, and once it is over
-        WAL_MAX_BYTES, starts a checkpoint in a thread of its own, at idle CPU priority. Not in
-        the answer: the checkpoint copies tens of megabytes (60 ms of CPU, measured), which all
-        the webhooks queued behind this web worker would wait for; and not beside the answers
-        either, while they keep both cores busy (every answer of those 60 ms came 30 ms later).
-        SQLite runs it without holding the GIL, and a PASSIVE checkpoint never blocks the
-        webhooks' writes. A WAL over the bound during a long burst costs disk only: the rows
-        stay in the inbox until the worker moves them anyway."""
+        """With no mover checkpointing (the worker is stopped, or starved for long), one webhook
+        in WAL_CHECK_EVERY looks at the -wal file's size; once it is over WAL_MAX_BYTES while the
+        oldest spooled row has waited over WORKER_AWAY_S, it starts a checkpoint in a thread of
+        its own, at idle CPU priority.
+
+        Only when the worker is away: during a burst the worker, at idle priority, falls behind
+        for seconds and its mover checkpoints when it catches up; a checkpoint meanwhile (copying
+        and syncing tens of megabytes while the webhooks write the same WAL) halved the answers
+        for 100 ms, the slowest of a benchmark run. Not in the answer: the webhooks queued behind
+        this web worker would wait for it (60 ms of CPU, measured). SQLite runs it without
+        holding the GIL, and a PASSIVE checkpoint never blocks the webhooks' writes. A WAL over
+        the bound costs disk only, and the rows stay in the inbox until the worker moves them."""
         try:
             size = os.stat(self.path + "-wal").st_size
         except OSError:
             return
         if size <= WAL_MAX_BYTES or (self._bounding is not None and self._bounding.is_alive()):
+            return
+        if self.oldest_wait_s() <= WORKER_AWAY_S:
             return
         self._bounding = threading.Thread(target=self._checkpoint, name="inbox-checkpoint", daemon=True)
         self._bounding.start()
@@ -148,6 +157,14 @@ class Inbox:
         """Wait for a checkpoint `_bound_wal` started."""
         if self._bounding is not None:
             self._bounding.join(timeout_s)
+
+    def oldest_wait_s(self) -> float:
+        """How long the oldest spooled row has waited (0 with none): the mover's lag."""
+        found = self._conn().execute(_OLDEST_RECEIVED).fetchone()
+        if found is None:
+            return 0.0
+        received = datetime.fromisoformat(found[0]).replace(tzinfo=UTC)  # stored as UTC without a zone
+        return (datetime.now(UTC) - received).total_seconds()
 
     def depth(self) -> int:
         """Rows waiting to be moved."""

@@ -142,7 +142,7 @@ def server(argv: list[str], env: dict[str, str], port: int):  # type: ignore[no-
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def load(port: int, count: int, concurrency: int, duplicates: float) -> dict[str, Any]:
+def load(port: int, count: int, concurrency: int, duplicates: float, timeline: Path | None = None) -> dict[str, Any]:
     argv = [
         sys.executable,
         "-m",
@@ -159,6 +159,7 @@ def load(port: int, count: int, concurrency: int, duplicates: float) -> dict[str
         SECRET,
         "--shop",
         SHOP,
+        *(["--timeline", str(timeline)] if timeline else []),
     ]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True)
     figures = dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -234,7 +235,9 @@ def one_round(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     ]
     with server(bare, env, port) as proc:
         idle = settled(proc.pid)
-        results["ceiling"] = load(port, args.count, args.concurrency, args.duplicates)
+        results["ceiling"] = load(
+            port, args.count, args.concurrency, args.duplicates, timeline(args, workdir, "ceiling")
+        )
         results["ceiling"].pop("first_sent_at")
         results["ceiling"]["peak_rss_mb"] = peak_rss_mb(tree(proc.pid))
         cpu = cpu_seconds(tree(proc.pid))
@@ -243,7 +246,7 @@ def one_round(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     serve = [CLAWBACK, "serve", "--port", str(port), *gunicorn, "--job-workers", str(args.job_workers)]
     with server(serve, env, port) as proc, profiled(proc.pid, args.py_spy):
         idle = settled(proc.pid)
-        results["intake"] = load(port, args.count, args.concurrency, args.duplicates)
+        results["intake"] = load(port, args.count, args.concurrency, args.duplicates, timeline(args, workdir, "intake"))
         # From the first delivery on the wire, not from the start of the load generator, which
         # first spends a second and a half building and signing its requests.
         started = results["intake"].pop("first_sent_at")
@@ -258,6 +261,15 @@ def one_round(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     c, i = results["ceiling"]["per_s"], results["intake"]["per_s"]
     results["intake"]["ratio_to_ceiling"] = round(i / c, 3) if c else 0.0
     return results
+
+
+def timeline(args: argparse.Namespace, workdir: Path, phase: str) -> Path | None:
+    """With --timelines FOLDER: where the load generator writes each answer's times in a phase
+    (FOLDER/<round>-<phase>.txt), to see whether the slow answers come together (a stall) or not."""
+    if not args.timelines:
+        return None
+    Path(args.timelines).mkdir(parents=True, exist_ok=True)
+    return Path(args.timelines).resolve() / f"{workdir.name}-{phase}.txt"
 
 
 def reset_postgres(url: str) -> None:
@@ -356,12 +368,15 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma list of phases to skip: intake,data,reconcile")
     parser.add_argument("--out", default=str(ROOT / "bench" / "out"))
     parser.add_argument("--py-spy", default="", help="folder: sample the web and job workers during intake (py-spy)")
+    parser.add_argument(
+        "--timelines", default="", help="folder: each answer's send and answer times, per round and phase"
+    )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "skip", "py_spy")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "skip", "py_spy", "timelines")},
     }
     with tempfile.TemporaryDirectory(prefix="clawback-bench-") as tmp:
         workdir = Path(tmp)

@@ -222,3 +222,27 @@ def test_a_checkpoint_under_way_is_not_started_twice(tmp_path: Path, monkeypatch
     release.set()
     spool.close()  # waits for it
     assert not first.is_alive() and started == [1]
+
+
+def test_a_worker_merely_behind_is_left_to_checkpoint(
+    worker_app: Flask, books: Books, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the bound but with the oldest row younger than WORKER_AWAY_S (a burst the worker is
+    still catching up with), the web starts no checkpoint: the mover's own will come. Once the
+    oldest row has waited longer, it does."""
+    import app.inbox as inbox_module
+
+    svc = worker_app.extensions["clawback"]
+    books.open(DOMAIN, revert__enabled="true")
+    client = worker_app.test_client()
+    assert svc.inbox.oldest_wait_s() == 0.0  # nothing waits
+    assert post(client, order(7, "42.00"), "w-1") == "accepted"  # spooled as the web spools
+    assert 0.0 <= svc.inbox.oldest_wait_s() < 5
+    monkeypatch.setattr(inbox_module, "WAL_MAX_BYTES", 0)
+    svc.inbox._bound_wal()
+    assert svc.inbox._bounding is None  # behind, not away
+    monkeypatch.setattr(inbox_module, "WORKER_AWAY_S", -1)  # as if the row had waited longer
+    svc.inbox._bound_wal()
+    assert svc.inbox._bounding is not None
+    svc.inbox.bounded(timeout_s=10)
+    assert svc.jobs.poll_deliveries() == 1  # the checkpoint moved nothing out of the inbox
