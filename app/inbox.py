@@ -80,6 +80,10 @@ class Inbox:
         """This thread's connection (see `app.db.Kept`)."""
         return self._kept.get()
 
+    def connect(self) -> None:
+        """Open this thread's connection now, rather than on its first spool."""
+        self._kept.get()
+
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")

@@ -244,6 +244,18 @@ def accept(
     return found
 
 
+def warm(db: Database, spool: inbox.Inbox | None = None) -> None:
+    """Ready this process's webhook path before its first webhook (a web worker, once started):
+    open the connections it keeps and compile its statements. Otherwise the first webhook each
+    web worker answers does it, 10 to 15 ms, while every connection queued behind it waits."""
+    find_shop(db, "", "")  # the kept reading connection (SQLite) or autocommit one (PostgreSQL)
+    _stored(db, 0, "")
+    if db.is_sqlite:
+        _SQLITE_INSERT.compiled(db.engine.dialect)
+    if spool is not None:
+        spool.connect()
+
+
 _STORED = Prepared(
     core_select(_DELIVERIES.c.id, _DELIVERIES.c.status, _DELIVERIES.c.attempts).where(
         _DELIVERIES.c.shop_id == bindparam("shop_id"), _DELIVERIES.c.delivery_id == bindparam("delivery_id")

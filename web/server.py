@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import gc
+import logging
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from app.intake import warm
 from web import create_app
+
+log = logging.getLogger(__name__)
 
 
 class _Server(BaseApplication):
@@ -28,6 +32,17 @@ def on_ready(host: str, port: int) -> Any:
         print(f"Clawback is running: open http://{host}:{port}/  (Ctrl+C to stop)", flush=True)
 
     return announce
+
+
+def ready_worker(worker: Any) -> None:
+    """gunicorn's post_worker_init, once a web worker has loaded the app: its webhook path warmed
+    (`app.intake.warm`), then its start-up objects frozen."""
+    svc = worker.wsgi.extensions["clawback"]
+    try:
+        warm(svc.db, svc.inbox)
+    except Exception:  # the database may be away at start; the first webhook then opens what it needs
+        log.warning("could not warm the webhook path", exc_info=True)
+    freeze_startup_objects(worker)
 
 
 def freeze_startup_objects(_worker: Any) -> None:
@@ -52,5 +67,5 @@ def run(host: str, port: int, workers: int) -> None:
         # gunicorn's control socket defaults to one path per user: two servers would share it.
         "control_socket_disable": True,
         "when_ready": on_ready(host, port),
-        "post_worker_init": freeze_startup_objects,
+        "post_worker_init": ready_worker,
     }).run()  # fmt: skip

@@ -246,3 +246,40 @@ def test_a_worker_merely_behind_is_left_to_checkpoint(
     assert svc.inbox._bounding is not None
     svc.inbox.bounded(timeout_s=10)
     assert svc.jobs.poll_deliveries() == 1  # the checkpoint moved nothing out of the inbox
+
+
+def test_a_warmed_web_worker_opens_nothing_for_its_first_webhook(
+    worker_app: Flask, books: Books, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`web.server.ready_worker` (gunicorn's post_worker_init) warms the webhook path: the first
+    webhook a worker answers opens no connection. Each in a thread of its own, as a fresh worker:
+    connections are kept per thread."""
+    from types import SimpleNamespace
+
+    from web import server
+
+    books.open(DOMAIN, revert__enabled="true")
+    opened: list[str] = []
+    connect = sqlite3.connect
+
+    def counting_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(str(args[0]))
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", counting_connect)
+    monkeypatch.setattr(server, "freeze_startup_objects", lambda _worker: None)  # tested in tests/web
+    client = worker_app.test_client()
+
+    def first_webhook(warmed: bool, webhook_id: str) -> list[str]:
+        if warmed:
+            server.ready_worker(SimpleNamespace(wsgi=worker_app))
+        opened.clear()
+        assert post(client, order(7, "42.00"), webhook_id) == "accepted"
+        return list(opened)
+
+    found: dict[bool, list[str]] = {}
+    for warmed, webhook_id in ((False, "w-1"), (True, "w-2")):
+        thread = threading.Thread(target=lambda w=warmed, i=webhook_id: found.update({w: first_webhook(w, i)}))
+        thread.start()
+        thread.join(30)
+    assert found[False] and found[True] == [], found  # unwarmed, its first webhook opened connections
