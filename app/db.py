@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from app import jsoncodec
+from app.prepared import Prepared
 
 
 def normalize_url(url: str) -> str:
@@ -273,9 +274,12 @@ class Database:
         For the webhook path's two statements: no pool checkout and pre-ping, no BEGIN and COMMIT
         round trips. A connection found broken (the server restarted) is replaced and the
         statement tried once more: both of the path's statements may run twice (a lookup; an
-        INSERT … ON CONFLICT DO NOTHING, whose second run finds the first)."""
+        INSERT … ON CONFLICT DO NOTHING, whose second run finds the first). A `Prepared`
+        statement runs on the driver's cursor and returns a plain tuple."""
         for attempt in (1, 2):
             try:
+                if isinstance(statement, Prepared):  # on the driver's cursor: see app/prepared.py
+                    return statement.first(self._kept.get(), params)
                 return self._kept.get().execute(statement, params).first()
             except sa_exc.DBAPIError as exc:
                 if not exc.connection_invalidated or attempt == 2:

@@ -92,6 +92,7 @@ def _values(
 # DateTime storage format), so the stored values are exactly what the ORM writes and reads.
 _COLUMN_VALUES: dict[str, Any] = {n: bindparam(n) for n in inbox.COLUMNS}
 _SQLITE_INSERT = Prepared(_insert_statement("sqlite").values(_COLUMN_VALUES))
+_PG_INSERT = Prepared(_insert_statement("postgresql").values(_COLUMN_VALUES))
 _SQLITE_MOVE = Prepared(
     sqlite_insert(_DELIVERIES).on_conflict_do_nothing(index_elements=["shop_id", "delivery_id"]).values(_COLUMN_VALUES)
 )
@@ -136,32 +137,37 @@ _SHOPS = Shop.__table__  # type: ignore[attr-defined]
 _FIND_SHOP = Prepared(
     core_select(_SHOPS).where(_SHOPS.c.platform == bindparam("platform"), _SHOPS.c.domain == bindparam("domain"))
 )
-_SHOP_COLUMNS: list[tuple[str, Callable[[Any], Any]]] = []
+_SHOP_COLUMNS: dict[str, list[tuple[str, Callable[[Any], Any]]]] = {}  # per dialect
+
+
+def _as_shop(db: Database, found: tuple[Any, ...] | None) -> Shop | None:
+    """A shops row from the driver, each value through SQLAlchemy's own result processor."""
+    if found is None:
+        return None
+    dialect = db.engine.dialect
+    columns = _SHOP_COLUMNS.get(dialect.name)
+    if columns is None:
+        columns = _SHOP_COLUMNS[dialect.name] = [
+            (column.name, column.type.dialect_impl(dialect).result_processor(dialect, None) or (lambda v: v))
+            for column in _SHOPS.columns
+        ]
+    return cast(Shop, SimpleNamespace(**{name: process(v) for (name, process), v in zip(columns, found, strict=True)}))
 
 
 def find_shop(db: Database, platform: str, domain: str) -> Shop | None:
     """The shop a webhook's header names, read without a write lock. The result has every column
     of a Shop as an attribute, typed as the ORM types it, and stands in for one (read-only):
-    building the ORM object would cost as much again as the query. On SQLite the query goes
-    through the driver (one statement, no BEGIN), its values through SQLAlchemy's own result
-    processors."""
+    building the ORM object would cost as much again as the query. The query goes through the
+    driver (one statement, no BEGIN), its values through SQLAlchemy's own result processors."""
     if not db.is_sqlite:  # PostgreSQL: one statement on a kept connection, no transaction around it
-        return cast(Shop, db.first_autocommit(_FIND_SHOP.statement, {"platform": platform, "domain": domain}))
+        return _as_shop(db, db.first_autocommit(_FIND_SHOP, {"platform": platform, "domain": domain}))
     compiled = _FIND_SHOP.compiled(db.engine.dialect)
-    if not _SHOP_COLUMNS:
-        dialect = db.engine.dialect
-        for column in _SHOPS.columns:
-            process = column.type.dialect_impl(dialect).result_processor(dialect, None)
-            _SHOP_COLUMNS.append((column.name, process or (lambda v: v)))
     with db.sqlite_read() as cursor:
         seen = _seen_shops(db, cursor)
         if (platform, domain) in seen:
             return seen[(platform, domain)]
         found = cursor.execute(compiled.sql, compiled.parameters({"platform": platform, "domain": domain})).fetchone()
-    shop = None
-    if found is not None:
-        values = {name: process(v) for (name, process), v in zip(_SHOP_COLUMNS, found, strict=True)}
-        shop = cast(Shop, SimpleNamespace(**values))
+    shop = _as_shop(db, found)
     if seen is not _NOT_KEPT:
         if len(seen) >= _SEEN_MAX:  # unknown domains must not grow it without bound
             seen.clear()
@@ -234,7 +240,7 @@ def accept(
         pk = None if row is None else int(row[0])
     else:  # PostgreSQL: the INSERT is its own transaction (autocommit), committed when it returns
         values = _values(shop_id, platform, topic, delivery_id, body, headers)
-        row = db.first_autocommit(_insert_statement(db.engine.dialect.name), values)
+        row = db.first_autocommit(_PG_INSERT, values)
         pk = None if row is None else int(row[0])
     if pk is not None:
         return Accepted(pk, duplicate=False)
@@ -250,8 +256,7 @@ def warm(db: Database, spool: inbox.Inbox | None = None) -> None:
     web worker answers does it, 10 to 15 ms, while every connection queued behind it waits."""
     find_shop(db, "", "")  # the kept reading connection (SQLite) or autocommit one (PostgreSQL)
     _stored(db, 0, "")
-    if db.is_sqlite:
-        _SQLITE_INSERT.compiled(db.engine.dialect)
+    (_SQLITE_INSERT if db.is_sqlite else _PG_INSERT).compiled(db.engine.dialect)
     if spool is not None:
         spool.connect()
 
@@ -272,7 +277,7 @@ def _stored(db: Database, shop_id: int, delivery_id: str) -> Accepted | None:
         with db.sqlite_read() as cursor:
             found = cursor.execute(compiled.sql, compiled.parameters(params)).fetchone()
     else:
-        found = db.first_autocommit(_STORED.statement, params)
+        found = db.first_autocommit(_STORED, params)
     if found is None:
         return None
     return Accepted(int(found[0]), duplicate=True, status=str(found[1]), attempts=int(found[2]))

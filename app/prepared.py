@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql import ClauseElement
 
 
@@ -80,7 +80,7 @@ class Prepared:
             cursor.execute(compiled.sql, parameters)
             row = cursor.fetchone() if fetch else None
         except conn.dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(compiled.sql, parameters, exc, conn.dialect.loaded_dbapi.Error) from exc
+            raise _error(conn, compiled.sql, parameters, exc, cursor) from exc
         finally:
             cursor.close()
         return None if row is None else tuple(row)
@@ -101,6 +101,18 @@ class Prepared:
         try:
             cursor.executemany(compiled.sql, parameters)
         except conn.dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(compiled.sql, parameters, exc, conn.dialect.loaded_dbapi.Error) from exc
+            raise _error(conn, compiled.sql, parameters, exc, cursor) from exc
         finally:
             cursor.close()
+
+
+def _error(conn: Connection, sql: str, parameters: Any, exc: Any, cursor: Any) -> StatementError:
+    """The driver's error as SQLAlchemy reports it; a lost connection (a server restarted or
+    dropped it) invalidated, as SQLAlchemy does, so the pool opens a new one and the caller can
+    tell (`connection_invalidated`)."""
+    lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+    if lost:
+        conn.invalidate(exc)
+    return DBAPIError.instance(
+        sql, parameters, exc, conn.dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=conn.dialect
+    )
