@@ -329,15 +329,19 @@ def wait_processed(env: dict[str, str], unique: int, started: float, timeout_s: 
     engine = create_engine(normalize_url(env["CLAWBACK_DATABASE_URL"]))
     deadline = time.time() + timeout_s
     counts: dict[str, int] = {}
+    # Every 20 ms whether any stored delivery still waits: the first entry of the status index, a
+    # few microseconds. Only when none does, the whole count (PostgreSQL's took 2 ms of the
+    # server's CPU, a tenth of a core at this rate, taken from what it measures). Not done while
+    # fewer than all are stored (on SQLite the rest may still be in the inbox).
+    waiting = text("SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE status = 'received')")
+    count = text("SELECT status, count(*) FROM webhook_deliveries GROUP BY status")
     while time.time() < deadline:
         with engine.connect() as conn:
-            counts = {
-                s: int(n)
-                for s, n in conn.execute(text("SELECT status, count(*) FROM webhook_deliveries GROUP BY status"))
-            }
-        if sum(counts.values()) >= unique and counts.get("received", 0) == 0:
-            break
-        time.sleep(0.02)  # the count reads the status index only: a cheap query
+            if not conn.execute(waiting).scalar_one():
+                counts = {s: int(n) for s, n in conn.execute(count)}
+                if sum(counts.values()) >= unique:
+                    break
+        time.sleep(0.02)
     elapsed = time.time() - started
     with engine.connect() as conn:
         entries = int(conn.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one())
