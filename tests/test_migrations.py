@@ -120,6 +120,30 @@ def test_upgrade_downgrade_upgrade_on_a_blank_database(blank_url: str) -> None:
     assert schema(blank_url) == at_head(blank_url)
 
 
+def test_postgresql_compresses_bodies_and_snapshots_with_lz4(blank_url: str) -> None:
+    """0004: on PostgreSQL the delivery's body and the order's snapshot use lz4 (Debian's server
+    has it); down to 0003 they are back at the server's default. SQLite has no such setting."""
+    if not blank_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL column setting")
+
+    def methods() -> dict[str, str]:
+        engine = create_engine(normalize_url(blank_url))
+        with engine.connect() as conn:
+            found = conn.execute(
+                text(
+                    "SELECT attrelid::regclass::text || '.' || attname, attcompression FROM pg_attribute WHERE "
+                    "(attrelid::regclass::text, attname) IN (('webhook_deliveries', 'body'), ('orders', 'snapshot'))"
+                )
+            ).all()
+        engine.dispose()
+        return {name: str(method) for name, method in found}
+
+    migrate.upgrade(blank_url)
+    assert methods() == {"webhook_deliveries.body": "l", "orders.snapshot": "l"}
+    migrate.downgrade(blank_url, "0003")
+    assert methods() == {"webhook_deliveries.body": "", "orders.snapshot": ""}
+
+
 def test_downgrade_drops_a_database_full_of_rows_and_upgrade_rebuilds_it(database_url: str) -> None:
     # On PostgreSQL this is the worker's shared database: whatever happens, leave it at head.
     try:
