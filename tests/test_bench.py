@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_phase_runs_and_nothing_is_lost_or_doubled(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAWBACK_", "SHOPIFY_"))}
     argv = [sys.executable, "-m", "bench.run", "--count", "150", "--concurrency", "8", "--rounds", "1",
-            "--sizes", "100,1000", "--e2e-timeout-s", "120", "--out", str(tmp_path)]  # fmt: skip
+            "--sizes", "100,1000", "--e2e-timeout-s", "120", "--out", str(tmp_path),
+            "--timelines", str(tmp_path / "timelines")]  # fmt: skip
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     (written,) = tmp_path.glob("results-*.json")
@@ -32,3 +33,7 @@ def test_every_phase_runs_and_nothing_is_lost_or_doubled(tmp_path: Path) -> None
     assert set(results["data"]["ratios"]) == {"balance", "customer_history", "activity"}
     assert results["reconcile"]["orders_per_s"] > 0
     assert "intake / ceiling" in done.stdout and "every round" in done.stdout
+    for phase in ("ceiling", "intake"):  # each answer's send and answer times, in order
+        lines = (tmp_path / "timelines" / f"round-1-{phase}.txt").read_text().splitlines()
+        times = [tuple(map(float, line.split())) for line in lines]
+        assert len(times) == 150 and all(sent < answered for sent, answered in times)
