@@ -11,7 +11,7 @@ constraint still decides what is a duplicate), commits, and only then deletes th
 inbox: a crash between the two moves them again, which the constraint makes harmless.
 
 Durability is the database's own (WAL, synchronous=NORMAL: see app/db.py): a row is in the inbox
-file before the 200 goes out. The inbox is a spool, not data: one table created on first use, no
+file before the 200 goes out. The inbox is a spool, not data: one table created when it is first opened, no
 migrations (a row lives for milliseconds to seconds, and an empty inbox file can be deleted).
 PostgreSQL has row locks, so there the webhook writes `webhook_deliveries` directly.
 """
