@@ -4,6 +4,7 @@ mock transport, fed through `clawback reconcile`'s path into a fresh database.""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,9 @@ def node(n: int) -> dict[str, Any]:
 
 def run(workdir: Path) -> dict[str, Any]:
     from shopify_app.utils import http_client
+
+    # One INFO line per recorded page (the client logs each request) would bury the table.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     pages = [[node(n) for n in range(i, min(ORDERS, i + PAGE))] for i in range(0, ORDERS, PAGE)]
 
