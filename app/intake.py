@@ -233,13 +233,12 @@ def accept(
             return found
         spool.spool(_sqlite_params(db, _values(shop_id, platform, topic, delivery_id, body, headers)))
         return Accepted(0, duplicate=False, status="spooled")
+    values = _values(shop_id, platform, topic, delivery_id, body, headers)
     if db.is_sqlite:
-        values = _values(shop_id, platform, topic, delivery_id, body, headers)
         with db.sqlite_write() as cursor:
             row = cursor.execute(_SQLITE_INSERT.compiled(db.engine.dialect).sql, _sqlite_params(db, values)).fetchone()
         pk = None if row is None else int(row[0])
     else:  # PostgreSQL: the INSERT is its own transaction (autocommit), committed when it returns
-        values = _values(shop_id, platform, topic, delivery_id, body, headers)
         row = db.first_autocommit(_PG_INSERT, values)
         pk = None if row is None else int(row[0])
     if pk is not None:
