@@ -28,6 +28,7 @@ from sqlmodel import Session, col, select
 
 from app import inbox, prefetch, privacy
 from app.db import READ_ONLY, Database
+from app.errors import MalformedDelivery
 from app.events import (
     AppUninstalled,
     CustomerDataRequested,
@@ -46,10 +47,6 @@ from app.snapshot import STICKY, OrderSnapshot
 log = logging.getLogger(__name__)
 
 Parser = Callable[[str, bytes, Shop], list[Event]]
-
-
-class MalformedDelivery(ValueError):
-    """The body cannot be understood (bad JSON, missing fields). Retrying cannot fix it."""
 
 
 _DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from app import ledger
 from app.db import Database
+from app.errors import GiveUp, RetryLater
 from app.ledger import Posting
 from app.models import Shop, Writeback, utcnow
 
@@ -24,18 +25,6 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 BASE_DELAY_S = 30.0
 MAX_DELAY_S = 6 * 3600.0
-
-
-class RetryLater(Exception):
-    """The platform asked us to wait (throttled, token being renewed): try again after a while."""
-
-    def __init__(self, message: str, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class GiveUp(Exception):
-    """Retrying cannot help (the platform refused the request for good)."""
 
 
 Executor = Callable[[Session, Shop, Writeback], str]

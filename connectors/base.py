@@ -24,8 +24,8 @@ from app import jsoncodec
 from app.config import Settings
 from app.crypto import Vault
 from app.db import Database
+from app.errors import MalformedDelivery
 from app.events import Event, Ignored
-from app.intake import MalformedDelivery
 from app.models import Shop
 from app.snapshot import OrderSnapshot
 from app.writebacks import Executor

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from app.errors import TranslationError
 from app.snapshot import MAX_ID_CHARS, OrderSnapshot, Refund, Status
 
 PLATFORM = "fynd"
@@ -107,10 +108,6 @@ CURRENCY_PATHS = (("currency", "currency_code"), ("currency",), ("order", "curre
 TIME_PATHS = (("shipment_status", "updated_ts"), ("shipment_status", "created_ts"), ("updated_ts",), ("updated_at",))
 BAG_CODE_PATHS = (("affiliate_bag_details", "affiliate_meta", "coupon_code"), ("coupon_code",))
 SHIPMENT_CODE_PATHS = (("coupon_code",), ("order", "coupon_code"))
-
-
-class TranslationError(ValueError):
-    """The payload lacks a field every shipment has; it is malformed, not merely unusual."""
 
 
 def dig(obj: Any, path: Sequence[str]) -> Any:

@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from app.errors import TranslationError
 from app.snapshot import MAX_AMOUNT, OrderSnapshot, Refund, Status, normalize_tags
 
 # financial_status → canonical. Anything not listed is UNKNOWN (and earns nothing on its own).
@@ -38,10 +39,6 @@ FULFILLMENT_STATUS: Mapping[str | None, frozenset[Status]] = {
 DELIVERED_SHIPMENT_STATUSES = frozenset({"delivered"})
 # An order's returns[].status that means goods came back (or are agreed to come back).
 RETURNED_STATUSES = frozenset({"closed", "open"})
-
-
-class TranslationError(ValueError):
-    """The payload lacks a field every order has; it is malformed, not merely unusual."""
 
 
 def money(value: Any, field: str) -> Decimal:

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from app.errors import TranslationError
 from app.shop_settings import WooCommerceSettings
 from app.snapshot import MAX_AMOUNT, MAX_ID_CHARS, OrderSnapshot, Refund, Status
 
@@ -47,10 +48,6 @@ STATUS: Mapping[str, frozenset[Status]] = {
     "trash": frozenset({Status.CANCELLED}),
 }
 UNKNOWN = frozenset({Status.UNKNOWN})
-
-
-class TranslationError(ValueError):
-    """The payload lacks a field every order has; it is malformed, not merely unusual."""
 
 
 def status_meaning(status: str, settings: WooCommerceSettings) -> frozenset[Status]:

@@ -19,9 +19,10 @@ from sqlmodel import Session
 
 from app.config import Settings
 from app.crypto import Vault
+from app.errors import GiveUp, RetryLater
 from app.models import Shop, Writeback
 from app.shops import read_credentials, store_credentials
-from app.writebacks import Executor, GiveUp, RetryLater, keep_whatever_happens
+from app.writebacks import Executor, keep_whatever_happens
 from connectors.woocommerce.client import KeysRefused, Refused, StoreClient
 from connectors.woocommerce.connect import register_webhooks
 

@@ -16,8 +16,8 @@ import pytest
 
 import connectors
 from app.config import Settings
+from app.errors import MalformedDelivery
 from app.events import Ignored, OrderChanged
-from app.intake import MalformedDelivery
 from app.models import Shop
 from app.snapshot import OrderSnapshot, Refund, Status
 from connectors.fynd import DEFAULT_SETTINGS, FyndConnector, default_settings, event_topic, shop_domain, translate

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from app.errors import MalformedDelivery
 from app.events import OrderAmended, OrderChanged
-from app.intake import MalformedDelivery
 from app.models import Shop
 from app.snapshot import OrderSnapshot, Status
 from connectors.shopify import ShopifyConnector, translate
