@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     shopify_old_api_secret: str = Field("", alias="SHOPIFY_OLD_API_SECRET")
     shopify_scopes: str = Field("read_orders,read_customers,write_customers,write_discounts", alias="SHOPIFY_SCOPES")
     max_body_bytes: int = Field(1_000_000, alias="CLAWBACK_MAX_BODY_BYTES")
-    # redis://…, postgresql://… or sqlite:///path; empty: beside the database. "immediate://" runs
-    # jobs inline, in the caller's process (tests).
+    # redis://…, postgresql://… or sqlite:///path; empty: beside the database. memory:// keeps the
+    # queue in this process only (tests, which run the worker's steps themselves).
     queue_url: str = Field("", alias="CLAWBACK_QUEUE_URL")
     # GET /dev/login opens the demo shop's pages without a store admin. Never in production.
     dev_login: bool = Field(False, alias="CLAWBACK_DEV_LOGIN")

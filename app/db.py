@@ -9,24 +9,17 @@ row locks PostgreSQL takes with SELECT … FOR UPDATE). A read that will not wri
 
 from __future__ import annotations
 
-import fcntl
-import logging
-import os
-import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from app import jsoncodec
-from app.prepared import Prepared
+from app.storage.sqlite_lock import BUSY_TIMEOUT_S, begin_immediate, waiters_file
 
 
 def normalize_url(url: str) -> str:
@@ -37,94 +30,7 @@ def normalize_url(url: str) -> str:
     return url
 
 
-log = logging.getLogger(__name__)
-
-
-class _Closable(Protocol):
-    def close(self) -> None: ...
-
-
-C = TypeVar("C", bound=_Closable)
-BUSY_TIMEOUT_S = 30
 READ_ONLY = "clawback_read_only"  # an execution option: this transaction only reads
-
-
-def begin_immediate(dbapi_conn: Any, waiters: str | None) -> None:
-    """BEGIN IMMEDIATE, waiting for the write lock with short, steady polls, and saying so.
-
-    SQLite's own busy handler sleeps 1, 2, 5, … then 100 ms between tries, so a small write (a
-    webhook's INSERT) that arrives while the job worker holds the lock could sleep past many
-    chances to take it: seconds of tail latency under load. Instead: no busy handler for the
-    BEGIN itself, and retry every 0.1 to 0.5 ms (a try is a few microseconds), for as long as
-    busy_timeout would have waited. Statements inside the transaction keep the busy_timeout.
-
-    While it waits, it holds a shared flock on the `waiters` file beside the database, which is
-    how the job worker knows a writer is waiting (`Database.writers_waiting`): it then commits its
-    batch early and steps aside, so a webhook waits for one delivery's processing, not a batch's.
-    """
-    dbapi_conn.execute("PRAGMA busy_timeout=0")
-    fd = None
-    try:
-        try:
-            dbapi_conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc):
-                raise
-        if waiters is not None:
-            try:
-                fd = os.open(waiters, os.O_RDWR | os.O_CREAT, 0o660)
-                fcntl.flock(fd, fcntl.LOCK_SH)
-            except OSError:  # a hint only: without it the worker just does not step aside early
-                log.warning("cannot lock %s; the job worker will not know that writers wait", waiters)
-        deadline = time.monotonic() + BUSY_TIMEOUT_S
-        pause = 0.0001
-        while True:
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.0005)
-            try:
-                dbapi_conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc):
-                    raise
-                if time.monotonic() > deadline:  # as SQLAlchemy reports it for any statement
-                    raise sa_exc.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
-    finally:
-        if fd is not None:
-            os.close(fd)  # and with it the shared lock: no longer waiting
-        dbapi_conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
-
-
-class Kept(Generic[C]):
-    """One connection per thread, kept for the life of the thread rather than checked out of a pool
-    per use, and opened again in a forked process (a connection must not cross a fork)."""
-
-    def __init__(self, make: Callable[[], C]) -> None:
-        self._make = make
-        self._local = threading.local()
-
-    def get(self) -> C:
-        conn: C | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = self._make()
-            self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
-
-    def drop(self, close: bool = True) -> None:
-        """Forget this thread's connection (closing it when this process opened it)."""
-        conn = getattr(self._local, "conn", None)
-        if close and conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            conn.close()
-        self._local.conn = None
-
-
-def waiters_file(url: str) -> str | None:
-    """The file beside a SQLite database that waiting writers hold a shared lock on."""
-    parsed = make_url(normalize_url(url))
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return None
-    return parsed.database + "-writers"
 
 
 # The JSON columns are written and read through orjson (see app/jsoncodec.py).
@@ -138,7 +44,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return create_engine(url, pool_pre_ping=True, **JSON_CODEC, **kwargs)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    waiters = waiters_file(url)
+    waiters = waiters_file(parsed.database)
     connect_args = {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
     engine = create_engine(url, connect_args=connect_args, **JSON_CODEC, **kwargs)
 
@@ -181,37 +87,24 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 class Database:
-    """Owns the engine for one app or CLI invocation."""
+    """Owns the engine for one app or CLI invocation: `session()` to read and write, `read()` to
+    read only. The webhook path's own statements are in app/storage."""
 
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url)
-        self._waiters = waiters_file(self.url)
-        self._waiters_fd: int | None = None
-        self._reader: Kept[sqlite3.Connection] = Kept(self._open_reader)
-        self._kept: Kept[Connection] = Kept(
-            lambda: self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        )
-
-    def writers_waiting(self) -> bool:
-        """Whether another transaction is waiting for SQLite's write lock right now (always False
-        on PostgreSQL, whose row locks let writers of different rows run side by side)."""
-        if self._waiters is None:
-            return False
-        try:
-            if self._waiters_fd is None:
-                self._waiters_fd = os.open(self._waiters, os.O_RDWR | os.O_CREAT, 0o660)
-            fcntl.flock(self._waiters_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True  # someone holds it shared: waiting in begin_immediate
-        except OSError:
-            return False  # cannot tell (permissions): behave as before, batches end by their budget
-        fcntl.flock(self._waiters_fd, fcntl.LOCK_UN)
-        return False
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
+
+    @property
+    def sqlite_file(self) -> str | None:
+        """The SQLite database's file; None in memory or on PostgreSQL."""
+        database = self.engine.url.database
+        if not self.is_sqlite or not database or database == ":memory:":
+            return None
+        return database
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -225,87 +118,14 @@ class Database:
                 raise
 
     @contextmanager
-    def read(self) -> Iterator[Connection]:
-        """A Core connection for reading only: on SQLite a deferred BEGIN, which takes no write lock
-        (a write inside it may fail with "database is locked"). Rolled back when the block ends."""
-        with self.engine.connect() as conn:
-            conn.execution_options(**{READ_ONLY: True})
-            try:
-                yield conn
-            finally:
-                conn.rollback()
-
-    @contextmanager
-    def sqlite_read(self) -> Iterator[sqlite3.Cursor]:
-        """SQLite only: a cursor on this thread's own reading connection, in autocommit mode: each
-        SELECT is its own read transaction (no BEGIN, no write lock). For the webhook path's
-        lookups: the connection is kept, not checked out of the pool per request (a checkout and
-        its return cost as much as the SELECT). Opened again in a forked process."""
-        if self.sqlite_file is None:  # in memory, one database per connection: the pool's
-            raw = self.engine.raw_connection()
-            try:
-                driver = raw.driver_connection
-                assert driver is not None
-                yield driver.cursor()
-            finally:
-                raw.close()
-            return
-        yield self._reader.get().cursor()
-
-    @property
-    def sqlite_file(self) -> str | None:
-        """The SQLite database's file; None in memory or on PostgreSQL."""
-        database = self.engine.url.database
-        if not self.is_sqlite or not database or database == ":memory:":
-            return None
-        return database
-
-    def _open_reader(self) -> sqlite3.Connection:
-        database = self.sqlite_file
-        assert database
-        conn = sqlite3.connect(database, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA query_only=ON")  # this connection never writes
-        return conn
-
-    def first_autocommit(self, statement: Any, params: dict[str, Any]) -> Any:
-        """PostgreSQL: run one statement on this thread's kept connection in autocommit mode (its
-        own transaction, committed, durable, before this returns) and return its first row.
-
-        For the webhook path's two statements: no pool checkout and pre-ping, no BEGIN and COMMIT
-        round trips. A connection found broken (the server restarted) is replaced and the
-        statement tried once more: both of the path's statements may run twice (a lookup; an
-        INSERT … ON CONFLICT DO NOTHING, whose second run finds the first). A `Prepared`
-        statement runs on the driver's cursor and returns a plain tuple."""
-        for attempt in (1, 2):
-            try:
-                if isinstance(statement, Prepared):  # on the driver's cursor: see app/prepared.py
-                    return statement.first(self._kept.get(), params)
-                return self._kept.get().execute(statement, params).first()
-            except sa_exc.DBAPIError as exc:
-                if not exc.connection_invalidated or attempt == 2:
-                    raise
-                self._kept.drop(close=False)  # SQLAlchemy has invalidated it: a new one next time
-        raise AssertionError("unreachable")
-
-    @contextmanager
-    def sqlite_write(self) -> Iterator[sqlite3.Cursor]:
-        """SQLite only: a cursor on a pooled driver connection inside BEGIN IMMEDIATE, committed
-        when the block ends (rolled back if it raises). For the one statement on the webhook's
-        path, where SQLAlchemy's own transaction and statement machinery would cost more than the
-        statement itself."""
-        raw = self.engine.raw_connection()
-        try:
-            driver = raw.driver_connection
-            assert driver is not None
-            begin_immediate(driver, self._waiters)
-            try:
-                yield driver.cursor()
-                driver.commit()
-            except BaseException:
-                driver.rollback()
-                raise
-        finally:
-            raw.close()  # back to the pool
+    def read(self) -> Iterator[Session]:
+        """A session for reading only: on SQLite a deferred BEGIN, which takes no write lock (a
+        write inside it may fail with "database is locked"). Closed when the block ends: its
+        connection goes back to the pool, which rolls it back, and the objects it loaded keep their
+        values (detached, not expired: they may be read after the block)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            session.connection(execution_options={READ_ONLY: True})
+            yield session
 
     def analyze(self) -> None:
         """Refresh the query planner's statistics (SQLite has no autovacuum to do it). Without them
@@ -320,13 +140,8 @@ class Database:
             conn.commit()
 
     def ping(self) -> None:
-        with self.read() as conn:  # a health check must not queue for the write lock
-            conn.execute(text("SELECT 1"))
+        with self.read() as session:  # a health check must not queue for the write lock
+            session.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
-        self._reader.drop()
-        self._kept.drop()
         self.engine.dispose()
-        if self._waiters_fd is not None:
-            os.close(self._waiters_fd)
-            self._waiters_fd = None

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 from app import wallet
 from app.crypto import Vault
 from app.models import Shop, utcnow
+from app.rows import OrmRows
 from app.service import apply_snapshot, release_due
 from app.shop_settings import ShopSettings, apply_changes
 from app.shops import register_shop
@@ -38,7 +39,7 @@ def seed(session: Session, vault: Vault) -> str:
         snap = OrderSnapshot(platform="demo", shop=DEMO_DOMAIN, order_id=str(n), order_name=f"#{n}",
                              customer_id=customer, customer_email=f"{customer}@example.com", currency="USD",
                              total=Decimal(total), updated_at=start + timedelta(hours=hours), **kw)  # type: ignore[arg-type]  # fmt: skip
-        apply_snapshot(session, shop, snap, source=f"{SOURCE}:order:{n}:{hours}", now=snap.updated_at)
+        apply_snapshot(OrmRows(session), shop, snap, source=f"{SOURCE}:order:{n}:{hours}", now=snap.updated_at)
 
     paid = frozenset({Status.PAID})
     # Nector: 200 coins earned on #1001, reverted once when it is cancelled.

@@ -30,11 +30,12 @@ from huey.consumer import Consumer, Worker
 from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
-from app import intake, reconcile, service, writebacks
+from app import pipeline, reconcile, service, writebacks
 from app.db import Database
-from app.inbox import Inbox
+from app.errors import ClawbackError
 from app.models import Shop, WebhookDelivery, utcnow
 from app.snapshot import OrderSnapshot
+from app.storage.deliveries import Deliveries
 
 log = logging.getLogger(__name__)
 PROCESS_RETRIES = 6  # 2 s, 4 s, 8 s, … about two minutes in all, then the dead-letter list
@@ -46,13 +47,12 @@ PRIORITIES = ("idle", "low", "normal")
 
 
 def make_huey(queue_url: str, database_url: str) -> Huey:
-    """The Huey instance for a queue URL: redis://, postgresql://, sqlite:///path or memory://.
+    """The Huey instance for a queue URL: redis://, postgresql://, sqlite:///path or memory:// (in
+    this process only: tests, which run the worker's steps themselves with `tests.helpers.work`).
 
     With no URL the queue lives beside the data: a SQLite file next to a SQLite database, or
     tables in the PostgreSQL database itself.
     """
-    if queue_url == "immediate://":
-        return MemoryHuey("clawback", immediate=True)
     url = queue_url or database_url
     if url.startswith("memory://"):
         return MemoryHuey("clawback")
@@ -78,13 +78,13 @@ class Jobs:
         self,
         huey: Huey,
         db: Database,
-        parser_for: Callable[[str], intake.Parser],
+        deliveries: Deliveries,
+        parser_for: Callable[[str], pipeline.Parser],
         executor: writebacks.Executor,
         orders_since: Callable[[Shop, datetime], Iterable[OrderSnapshot]] | None = None,
-        inbox: Inbox | None = None,
     ) -> None:
         self.huey, self.db, self.parser_for, self.executor = huey, db, parser_for, executor
-        self.inbox = inbox
+        self.deliveries = deliveries
         self.orders_since = orders_since
         task = huey.task(retries=PROCESS_RETRIES, retry_delay=2, retry_backoff=2, context=True, name="process_delivery")
         self.process = task(self._process)
@@ -105,12 +105,39 @@ class Jobs:
     # --- tasks ----------------------------------------------------------------------------------
 
     def _process(self, delivery_pk: int, platform: str, task: Any = None) -> str:
-        try:
-            return intake.process_delivery(self.db, delivery_pk, self.parser_for(platform))
-        except Exception:
+        """One delivery's retry: the worker's own path, with a batch of one. A delivery already
+        processed is left alone ("already processed" is success); one that raises again is
+        retried with backoff, then goes onto the dead-letter list."""
+        status = self.process_now([delivery_pk]).get(delivery_pk, "missing")
+        if status == "retry":
             if task is not None and task.retries == 0:
-                intake.give_up(self.db, delivery_pk)  # out of retries: onto the dead-letter list
-            raise
+                pipeline.give_up(self.db, delivery_pk)  # out of retries: onto the dead-letter list
+            raise ApplyFailed(f"delivery {delivery_pk} failed again; its error is on its row")
+        return status
+
+    def process_now(self, delivery_pks: Iterable[int]) -> dict[int, str]:
+        """Apply these stored deliveries here and now, whatever their attempts (a retry, a replay);
+        their statuses. Deliveries done or dead-lettered meanwhile are left as they are."""
+        stored = self.deliveries.load(list(delivery_pks))
+        statuses: dict[int, str] = {}
+        with self.db.read() as session:
+            done = dict(
+                session.exec(
+                    select(WebhookDelivery.id, WebhookDelivery.status).where(
+                        col(WebhookDelivery.id).in_([d.id for d in stored])
+                    )
+                ).all()
+            )
+        todo = []
+        for delivery in stored:
+            if done.get(delivery.id) in pipeline.DONE:
+                statuses[delivery.id] = str(done[delivery.id])
+            else:
+                todo.append(delivery)
+        for item in pipeline.process(self.db, self.deliveries, todo, self.parser_for):
+            assert item.delivery is not None
+            statuses[item.delivery.id] = item.status
+        return statuses
 
     def _writeback(self, writeback_id: int) -> str:
         return writebacks.run_one(self.db, writeback_id, self.executor)
@@ -147,7 +174,9 @@ class Jobs:
             since = reconcile.since_for(shop, utcnow())
             try:
                 assert shop.id is not None
-                report = reconcile.reconcile(self.db, shop.id, self.orders_since(shop, since), since=since)
+                report = reconcile.reconcile(
+                    self.db, self.deliveries, shop.id, self.orders_since(shop, since), since=since
+                )
             except LookupError:
                 continue  # a platform without reconciliation (the demo shop)
             except Exception:
@@ -171,24 +200,24 @@ class Jobs:
         if not self._polling.acquire(blocking=False):
             return 0
         try:
-            if self.inbox is not None:
-                intake.move_inbox(self.db, self.inbox)
-            batch = intake.pending(self.db, self.parser_for, limit)
-            if not batch:
+            stored = self.deliveries.take(limit)
+            if not stored:
                 return 0
-            log.info("applying %d stored deliveries", len(batch))
-            result = intake.process_batch(self.db, batch)
+            log.info("applying %d stored deliveries", len(stored))
+            work = pipeline.parse(self.db, stored, self.parser_for)
+            transactions = pipeline.apply(self.db, self.deliveries, work)
         except Exception:
             log.exception("processing stored deliveries failed; trying again shortly")
             time.sleep(1)
             return 0
         finally:
             self._polling.release()
-        counts = Counter(result.statuses.values())
-        log.info("applied %d stored deliveries in %d transactions: %s", len(batch), result.transactions,
+        counts = Counter(item.status for item in work)
+        log.info("applied %d stored deliveries in %d transactions: %s", len(work), transactions,
                  ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))  # fmt: skip
-        for pk, platform in result.retry:
-            self.retry_later(pk, platform)
+        for item in work:
+            if item.status == "retry" and item.delivery is not None:
+                self.retry_later(item.delivery.id, item.delivery.platform)
         return sum(n for status, n in counts.items() if status != "skipped")
 
     def retry_later(self, delivery_pk: int, platform: str) -> None:
@@ -202,18 +231,16 @@ class Jobs:
 
     # --- for callers ----------------------------------------------------------------------------
 
-    def delivery_stored(self, delivery_pk: int, platform: str) -> None:
-        """A webhook was stored (or stored before and still waits). Workers poll stored deliveries,
-        so there is nothing to enqueue; only the inline queue of the tests runs it here and now."""
-        if self.huey.immediate:
-            self.process(delivery_pk, platform)
-
     def enqueue(self, delivery_pk: int, platform: str) -> None:
         """A `process_delivery` job for one delivery (sweeps, retries after a crash, tests)."""
         self.process(delivery_pk, platform)
 
     def pending(self) -> int:
         return int(self.huey.pending_count())
+
+
+class ApplyFailed(ClawbackError):
+    """A delivery's retry raised again (its error is on its row): the queue retries it later."""
 
 
 class DeliveryWorker(Worker):

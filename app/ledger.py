@@ -13,17 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, inspect, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
-from app import prefetch
 from app.errors import InvariantViolation
 from app.models import Customer, LedgerEntry, utcnow
-from app.prepared import Prepared
+from app.storage.prepared import Prepared
 
 
 @dataclass(frozen=True)
@@ -64,12 +63,6 @@ class Posting:
     redemption_id: int | None = None
 
 
-def sole_writer(session: Session) -> bool:
-    """Whether this transaction is the database's only writer (SQLite: BEGIN IMMEDIATE), so a row
-    our SELECT did not find cannot be inserted by anyone else before we commit."""
-    return session.get_bind().dialect.name == "sqlite"
-
-
 _CUSTOMER = (
     select(Customer)
     .where(Customer.shop_id == bindparam("shop_id"), Customer.platform_customer_id == bindparam("customer_id"))
@@ -100,7 +93,8 @@ _MOVE_BALANCES = Prepared(
 )
 
 
-def _new_customer(shop_id: int, platform_customer_id: str, email: str | None) -> Customer:
+def new_customer(shop_id: int, platform_customer_id: str, email: str | None) -> Customer:
+    """A customer row never seen before."""
     # The fields with a default factory are given: pydantic would inspect each factory's signature
     # on every construction, which costs more than the rest of it.
     return Customer(
@@ -109,31 +103,20 @@ def _new_customer(shop_id: int, platform_customer_id: str, email: str | None) ->
 
 
 def lock_customer(session: Session, shop_id: int, platform_customer_id: str, email: str | None = None) -> Customer:
-    """The customer's row, locked for this transaction; created on first sight."""
+    """The customer's row, locked for this transaction; created on first sight (in a savepoint: if
+    a concurrent transaction created it first, theirs is as good as ours once locked)."""
     params = {"shop_id": shop_id, "customer_id": platform_customer_id}
-    key = (shop_id, platform_customer_id)
-    customer = prefetch.lookup(session, "customers", key, lambda: session.exec(_CUSTOMER, params=params).first())
-    if customer is not None:
-        if email and customer.email != email:
-            customer.email = email
-        return customer
-    known = prefetch.of(session)
-    if known is not None:  # a worker's batch: inserted now, no flush (a race fails the batch)
-        customer = _new_customer(shop_id, platform_customer_id, email)
-        prefetch.insert_now(session, customer)
-        known.customers[key] = customer
-        return customer
-    if sole_writer(session):
-        customer = _new_customer(shop_id, platform_customer_id, email)
-        session.add(customer)
-        session.flush()
-        return customer
-    try:
-        with session.begin_nested():
-            session.add(_new_customer(shop_id, platform_customer_id, email))
-    except IntegrityError:
-        pass  # another transaction created it first; the row is as good as ours once locked
-    return session.exec(_CUSTOMER, params=params).one()
+    customer = session.exec(_CUSTOMER, params=params).first()
+    if customer is None:
+        try:
+            with session.begin_nested():
+                session.add(new_customer(shop_id, platform_customer_id, email))
+        except IntegrityError:
+            pass
+        customer = session.exec(_CUSTOMER, params=params).one()
+    if email and customer.email != email:
+        customer.email = email
+    return customer
 
 
 def post(session: Session, customer: Customer, posting: Posting) -> Entry | None:
@@ -177,13 +160,12 @@ def post(session: Session, customer: Customer, posting: Posting) -> Entry | None
         )
     moves = {"coins": posting.coins_delta, "pending": posting.pending_delta, "shortfall": posting.shortfall_delta}
     _MOVE_BALANCES.run(conn, {"customer": customer.id, **moves})
-    # The object now says what the row says, without a second UPDATE from the unit of work; and it
-    # is registered as changed in this transaction, as a flush would, so that rolling back (a
-    # delivery's savepoint) expires it: the next reader loads the balances from the row again.
+    # The object now says what the row says, without a second UPDATE from the unit of work. The
+    # session does not know it changed: a caller that rolls back a savepoint around a posting
+    # must expire the session's objects (`app.pipeline` does: see `expire_after_rollback`).
     set_committed_value(customer, "available_coins", available)
     set_committed_value(customer, "pending_coins", pending)
     set_committed_value(customer, "shortfall_coins", shortfall)
-    session._register_altered([inspect(customer)])
     return Entry(id=int(inserted[0]), **values)
 
 

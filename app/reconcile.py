@@ -5,14 +5,18 @@ balance. The report says what it corrected: every order whose books moved.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from app import pipeline
 from app.db import Database
+from app.events import OrderChanged
 from app.models import Shop, as_utc, utcnow
-from app.service import apply_snapshot
+from app.pipeline import Work
 from app.snapshot import OrderSnapshot
+from app.storage.deliveries import Deliveries
 
 FIRST_SYNC_LOOKBACK = timedelta(days=1)
 
@@ -33,25 +37,38 @@ def since_for(shop: Shop, now: datetime) -> datetime:
 
 
 def reconcile(
-    db: Database, shop_id: int, snapshots: Iterable[OrderSnapshot], *, since: datetime, now: datetime | None = None
+    db: Database,
+    deliveries: Deliveries,
+    shop_id: int,
+    snapshots: Iterable[OrderSnapshot],
+    *,
+    since: datetime,
+    now: datetime | None = None,
+    batch: int = 100,
 ) -> Report:
-    """Apply each snapshot in its own transaction (like a webhook job); then record the sync."""
+    """Apply the snapshots through the worker's own path (`pipeline.apply`, `batch` at a time as
+    the platform's pages arrive); then record the sync. A snapshot that fails stops the run after
+    the others of its batch are committed: the next run starts from the last sync again."""
     started = now or utcnow()
-    with db.session() as session:
+    with db.read() as session:
         shop = session.get(Shop, shop_id)
         assert shop is not None
         report = Report(shop=shop.domain, since=since.isoformat())
-    for snapshot in snapshots:
-        report.orders_seen += 1
-        with db.session() as session:
-            shop = session.get(Shop, shop_id)
-            assert shop is not None
-            outcome = apply_snapshot(session, shop, snapshot, source=f"reconcile:{started.isoformat()}", now=started)
-        if outcome.entries:
-            report.orders_changed += 1
-            report.coins_delta += outcome.coins_delta
-            report.corrected.append({"order_id": snapshot.order_id, "order": snapshot.label,
-                                     "entries": [e.explanation for e in outcome.entries]})  # fmt: skip
+    source = f"reconcile:{started.isoformat()}"
+    pages = iter(snapshots)
+    while chunk := list(itertools.islice(pages, batch)):
+        work = [Work(shop_id, [OrderChanged(snapshot)], source) for snapshot in chunk]
+        pipeline.apply(db, deliveries, work, now=started)
+        for snapshot, item in zip(chunk, work, strict=True):
+            if item.failure is not None:
+                raise item.failure
+            report.orders_seen += 1
+            entries = [entry for outcome in item.outcomes for entry in outcome.entries]
+            if entries:
+                report.orders_changed += 1
+                report.coins_delta += sum(e.coins_delta for e in entries)
+                report.corrected.append({"order_id": snapshot.order_id, "order": snapshot.label,
+                                         "entries": [e.explanation for e in entries]})  # fmt: skip
     with db.session() as session:
         shop = session.get(Shop, shop_id)
         assert shop is not None

@@ -3,7 +3,8 @@
 This is the one path every source of order facts goes through: webhooks of every platform,
 reconciliation, the demo, the tests. Locks are taken in one order (order row, then customer
 row) so two transactions on the same order or customer wait for each other instead of
-deadlocking or double-posting.
+deadlocking or double-posting. Which rows, and how they are found, is `rows`' business
+(app/rows.py); this module decides what they become.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam
-from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
-from app import ledger, prefetch, rules, writebacks
+from app import ledger, rules, writebacks
 from app.ledger import Entry, Posting
 from app.models import Award, Customer, Order, Redemption, Shop, utcnow
+from app.rows import Rows
 from app.shop_settings import ShopSettings
 from app.snapshot import OrderSnapshot, normalize_tag
 
@@ -36,18 +36,8 @@ class Outcome:
         return sum(e.coins_delta for e in self.entries)
 
 
-# The hot path's queries, built once: the values come as execution parameters (`.params()` would
-# copy the statement, and SQLAlchemy would compute the copy's cache key on every delivery).
-_ORDER = (
-    select(Order)
-    .where(Order.shop_id == bindparam("shop_id"), Order.platform_order_id == bindparam("order_id"))
-    .with_for_update()
-)
-_AWARD = select(Award).where(Award.order_id == bindparam("order_id")).with_for_update()
-
-
 def _new_order(shop: Shop, snap: OrderSnapshot, now: datetime, customer_id: int | None = None) -> Order:
-    """An order row never seen before, with every column's final value (one INSERT, no UPDATE)."""
+    """An order row never seen before, with every column's final value."""
     assert shop.id is not None
     return Order(
         shop_id=shop.id,
@@ -60,62 +50,21 @@ def _new_order(shop: Shop, snap: OrderSnapshot, now: datetime, customer_id: int 
     )
 
 
-def _lock_order(
-    session: Session, shop: Shop, incoming: OrderSnapshot, now: datetime
-) -> tuple[Order | None, OrderSnapshot | None]:
-    """The order's row, locked, and its stored snapshot; no snapshot when the order is new.
-
-    On SQLite (the only writer: no one else can insert the order after our SELECT), and in a
-    worker's batch that loaded its rows up front (where another worker's insert of the same order
-    fails this whole batch, which is then applied again one savepoint each), a new order is left
-    to `apply_snapshot` (None), which inserts it once its customer is known. Otherwise, on
-    PostgreSQL, it is inserted here, in a savepoint, so that its row lock is taken before the
-    customer's.
-    """
-    params = {"shop_id": shop.id, "order_id": incoming.order_id}
-    order = prefetch.lookup(
-        session, "orders", (shop.id, incoming.order_id), lambda: session.exec(_ORDER, params=params).first()
-    )
-    if order is not None:
-        return order, OrderSnapshot.from_json(order.snapshot)
-    if prefetch.of(session) is not None or ledger.sole_writer(session):
-        return None, None
-    from sqlalchemy.exc import IntegrityError
-
-    order = _new_order(shop, incoming, now)
-    try:
-        with session.begin_nested():
-            session.add(order)
-    except IntegrityError:
-        # Created by a concurrent transaction: lock theirs and merge into it.
-        order = session.exec(_ORDER, params=params).one()
-        return order, OrderSnapshot.from_json(order.snapshot)
-    return order, None
-
-
-def _add_order(session: Session, known: prefetch.Prefetched | None, order: Order) -> Order:
-    """A new order: in a batch on SQLite inserted at once (with no award yet); otherwise added, and
-    inserted by the award's flush or the caller's."""
-    if known is None:
-        session.add(order)
-        return order
-    prefetch.insert_now(session, order)
-    assert order.id is not None
-    known.orders[(order.shop_id, order.platform_order_id)] = order
-    known.awards[order.id] = None
-    return order
-
-
 def apply_snapshot(
-    session: Session, shop: Shop, incoming: OrderSnapshot, *, source: str, now: datetime | None = None
+    rows: Rows, shop: Shop, incoming: OrderSnapshot, *, source: str, now: datetime | None = None
 ) -> Outcome:
-    """Merge `incoming` into the stored order and bring its award and redemptions to target."""
+    """Merge `incoming` into the stored order and bring its award and redemptions to target.
+
+    `rows` finds and locks the order, its award and the customer (app/rows.py): one query each
+    (`OrmRows`), or what a worker's batch loaded up front (`BatchRows`)."""
     now = now or utcnow()
     assert shop.id is not None
-    order, stored = _lock_order(session, shop, incoming, now)
+    session = rows.session
+    found = rows.order(shop.id, incoming.order_id, lambda: _new_order(shop, incoming, now))
+    order, new = found if found is not None else (None, True)
     merged = incoming
-    if stored is not None:
-        assert order is not None
+    if order is not None and not new:
+        stored = OrderSnapshot.from_json(order.snapshot)
         merged = stored.merge(incoming)
         snapshot = merged.to_json()
         if snapshot == stored.to_json():
@@ -127,10 +76,9 @@ def apply_snapshot(
         order.updated_at = now
         session.add(order)
     outcome = Outcome(merged.order_id, changed=True)
-    known = prefetch.of(session)
     if merged.customer_id is None:
         if order is None:
-            _add_order(session, known, _new_order(shop, merged, now))
+            rows.add_order(_new_order(shop, merged, now))
         outcome.note = "guest order: nothing to earn or return"
         return outcome
     settings = ShopSettings.cached(shop.settings)
@@ -139,20 +87,20 @@ def apply_snapshot(
     # order's and customer's pending changes before each query would only cost a unit of work
     # each; the session's next flush writes them all at once.
     with session.no_autoflush:
-        customer = ledger.lock_customer(session, shop.id, merged.customer_id, merged.customer_email)
+        customer = rows.customer(shop.id, merged.customer_id, merged.customer_email)
         if merged.customer_tags - {normalize_tag(t) for t in customer.tags}:
             customer.tags = sorted(set(customer.tags) | merged.customer_tags)
         if order is None:
-            order = _add_order(session, known, _new_order(shop, merged, now, customer.id))
+            order = rows.add_order(_new_order(shop, merged, now, customer.id))
         else:
             order.customer_id = customer.id
-        _settle_award(session, shop, settings, order, merged, customer, source, now, outcome, new=stored is None)
-    settle_redemptions(session, shop, merged, customer, source, outcome)
+        _settle_award(rows, shop, settings, order, merged, customer, source, now, outcome, new=new)
+    settle_redemptions(session, shop, merged, customer, source, outcome, rows=rows)
     return outcome
 
 
 def _settle_award(
-    session: Session,
+    rows: Rows,
     shop: Shop,
     settings: ShopSettings,
     order: Order,
@@ -166,12 +114,9 @@ def _settle_award(
 ) -> None:
     """Bring the order's award to its target; `new`: the order was created by this call, so it
     has no award yet."""
-    known = prefetch.of(session)
-    award = None
-    if not new:
-        award = prefetch.lookup(
-            session, "awards", order.id, lambda: session.exec(_AWARD, params={"order_id": order.id}).first()
-        )
+    session = rows.session
+    assert order.id is not None
+    award = None if new else rows.award(order.id)
     if award is None:
         tags = frozenset(normalize_tag(t) for t in customer.tags)
         blocked = rules.may_start_award(snap, settings.earn, settings.revert, tags)
@@ -185,10 +130,8 @@ def _settle_award(
             outcome.note = decision.cause
             return
         delay = settings.earn.delay_days
-        if order.id is None:
-            session.flush()  # the new order: the award refers to its id
-        assert order.id is not None and customer.id is not None and shop.id is not None
-        award = Award(
+        assert customer.id is not None and shop.id is not None
+        award = rows.add_award(Award(
             shop_id=shop.id,
             order_id=order.id,
             customer_id=customer.id,
@@ -196,13 +139,7 @@ def _settle_award(
             state="held" if delay else "active",
             hold_until=now + timedelta(days=delay) if delay else None,
             created_at=utcnow(),  # given: pydantic would inspect the default factory's signature
-        )
-        if known is not None:
-            prefetch.insert_now(session, award)
-            known.awards[order.id] = award
-        else:
-            session.add(award)
-            session.flush()
+        ))  # fmt: skip
     else:
         rule = rules.EarnRule.from_json(award.rule)
         decision = rules.earn_target(snap, rule, settings.revert, booked=award.coins_booked, held=award.state == "held")
@@ -325,9 +262,12 @@ def settle_redemptions(
     customer: Customer,
     source: str,
     outcome: Outcome | None = None,
+    *,
+    rows: Rows | None = None,
 ) -> None:
-    """Link redemptions to this order (by order id or discount code) and return what is due."""
-    if not _may_have_redemptions(session, customer.shop_id):
+    """Link redemptions to this order (by order id or discount code) and return what is due.
+    `rows` may know that the shop has none (a worker's batch asks once)."""
+    if rows is not None and not rows.may_have_redemptions(customer.shop_id):
         return
     settings = ShopSettings.cached(shop.settings)
     query = select(Redemption).where(Redemption.shop_id == customer.shop_id).with_for_update()
@@ -366,30 +306,6 @@ def settle_redemptions(
         )
         if entry is not None and outcome is not None:
             outcome.entries.append(entry)
-
-
-BATCH = "clawback_batch"  # Session.info key: a worker's batch, which only applies deliveries
-_REDEMPTIONS = Redemption.__table__  # type: ignore[attr-defined]
-_ANY_REDEMPTION = (
-    core_select(_REDEMPTIONS.c.id).where(_REDEMPTIONS.c.shop_id == bindparam("shop_id")).limit(1)
-)  # plain Core: no ORM entity to load
-
-
-def _may_have_redemptions(session: Session, shop_id: int) -> bool:
-    """False when the shop has no redemption at all, asked once per batch transaction.
-
-    Only in a worker's batch (`session.info[BATCH]`), which applies deliveries and creates no
-    redemption itself: within its transaction the answer holds on SQLite (the only writer); on
-    PostgreSQL a redemption committed meanwhile is linked by the order's next event or by the
-    reconciliation, as it would be if it had been committed a moment after this order's query.
-    """
-    if not session.info.get(BATCH):
-        return True
-    known: dict[int, bool] = session.info.setdefault("has_redemptions", {})
-    if shop_id not in known:
-        found = session.connection().execute(_ANY_REDEMPTION, {"shop_id": shop_id}).first()
-        known[shop_id] = found is not None
-    return known[shop_id]
 
 
 def release_due(session: Session, now: datetime | None = None, source: str = "job:release") -> list[Entry]:

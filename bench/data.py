@@ -96,7 +96,7 @@ class Size:
         self.entries = entries
         self.url = f"sqlite:///{workdir / f'data-{entries}.db'}"
         migrate.upgrade(self.url)
-        self.app = create_app(Settings(env="development", database_url=self.url, queue_url="immediate://"))
+        self.app = create_app(Settings(env="development", database_url=self.url, queue_url="memory://"))
         self.db: Database = self.app.extensions["clawback"].db
         began = time.perf_counter()
         self.customers = _fill(self.db, entries)

@@ -16,6 +16,7 @@ from app.config import Settings
 from app.crypto import Vault
 from app.db import Database
 from app.shops import register_shop
+from app.storage.deliveries import open_deliveries
 from connectors.shopify import ShopifyConnector
 
 ORDERS = 2000
@@ -103,9 +104,11 @@ def run(workdir: Path) -> dict[str, Any]:
         since = datetime(2026, 11, 1, tzinfo=UTC)
         began = time.perf_counter()
         assert shop.id is not None
+        deliveries = open_deliveries(db)
         report = reconcile.reconcile(
-            db, shop.id, ShopifyConnector().orders_since(settings, vault, db, shop, since), since=since
+            db, deliveries, shop.id, ShopifyConnector().orders_since(settings, vault, db, shop, since), since=since
         )
+        deliveries.close()
         took = time.perf_counter() - began
         db.dispose()
     finally:

@@ -91,7 +91,9 @@ def settings(database_url: str) -> Settings:
         shopify_api_key=SHOPIFY_API_KEY,
         shopify_api_secret=SHOPIFY_API_SECRET,
         app_url="https://clawback.example",
-        queue_url="immediate://",  # jobs run inline: a test sees their effect when the request returns
+        # The queue in this process: a test runs the worker's steps itself (tests.helpers.work) and
+        # sees what a worker process would have done.
+        queue_url="memory://",
     )
 
 
@@ -102,7 +104,9 @@ def app(settings: Settings) -> Iterator:
     application = create_app(settings)
     application.config["TESTING"] = True
     yield application
-    application.extensions["clawback"].db.dispose()
+    svc = application.extensions["clawback"]
+    svc.deliveries.close()
+    svc.db.dispose()
 
 
 @pytest.fixture
@@ -123,7 +127,7 @@ def db(app) -> Database:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def books(app) -> Books:  # type: ignore[no-untyped-def]
     svc = app.extensions["clawback"]
-    return Books(svc.db, svc.vault)
+    return Books(svc.db, svc.vault, store=svc.deliveries)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -1,7 +1,10 @@
-"""Plain factory functions and a small driver over the real service, one transaction per event."""
+"""Plain factory functions and a small driver over the real service: each order event is stored
+as a delivery and applied by the worker's own path (app/pipeline.py)."""
 
 from __future__ import annotations
 
+import itertools
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -9,15 +12,18 @@ from typing import Any
 
 from sqlmodel import select
 
-from app import audit, wallet
+from app import audit, jsoncodec, pipeline, wallet
 from app.crypto import Vault
 from app.db import Database
+from app.events import Event, OrderChanged
 from app.ledger import Entry
 from app.models import Award, Customer, LedgerEntry, Redemption, Shop
-from app.service import Outcome, apply_snapshot, release_due
+from app.pipeline import Parser, Work
+from app.service import Outcome, release_due
 from app.shop_settings import ShopSettings, apply_changes
 from app.shops import register_shop
 from app.snapshot import OrderSnapshot, Refund, Status
+from app.storage.deliveries import Deliveries, open_deliveries
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -54,15 +60,47 @@ def snap(
     )
 
 
+SNAPSHOT = "snapshot"  # the stored deliveries' platform: their body is an order snapshot's JSON
+_DELIVERIES = itertools.count(1)
+
+
+def parse_snapshot(topic: str, body: bytes, shop: Shop) -> list[Event]:
+    """A stored delivery whose body is an order snapshot. The one step where the tests' deliveries
+    differ from a platform's: the properties generate order states directly, and each connector's
+    translation is tested on its own; everything before (storing, the inbox) and after (the
+    worker's batches, the service, the ledger) is what production runs."""
+    return [OrderChanged(OrderSnapshot.from_json(jsoncodec.loads(body)))]
+
+
+def parser_for(platform: str) -> Parser:
+    if platform == SNAPSHOT:
+        return parse_snapshot
+    import connectors
+
+    return connectors.get(platform)().parse
+
+
 @dataclass
 class Books:
-    """Drive one shop through the real service, each call its own transaction, like a job would."""
+    """Drive one shop through the real service: `apply` stores the snapshot as a delivery (through
+    the same `Deliveries.accept` the webhook route uses) and runs the worker's poll to apply it."""
 
     db: Database
     vault: Vault
     domain: str = "test.myshopify.com"
     shop_id: int = 0
     sources: list[str] = field(default_factory=list)
+    store: Deliveries | None = None
+
+    @property
+    def deliveries(self) -> Deliveries:
+        if self.store is None:
+            self.store = open_deliveries(self.db)
+        return self.store
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
 
     def open(self, domain: str = "test.myshopify.com", platform: str = "shopify", **settings: Any) -> Books:
         changes = {k.replace("__", "."): v for k, v in settings.items()}
@@ -71,7 +109,7 @@ class Books:
                 session, self.vault, platform=platform, domain=domain, settings=apply_changes(ShopSettings(), changes)
             )
             assert shop.id is not None
-        return Books(self.db, self.vault, domain, shop.id)
+        return Books(self.db, self.vault, domain, shop.id, store=self.deliveries)
 
     def set(self, **settings: Any) -> None:
         with self.db.session() as session:
@@ -81,11 +119,38 @@ class Books:
             shop.settings = apply_changes(ShopSettings.from_stored(shop.settings), changes).to_stored()
             session.add(shop)
 
+    def deliver(self, snapshot: OrderSnapshot, source: str = "test") -> str:
+        """Store `snapshot` as a new delivery (not applied yet); its delivery id."""
+        delivery_id = f"{source}:{next(_DELIVERIES)}:{uuid.uuid4().hex[:8]}"
+        body = jsoncodec.dumps(snapshot.to_json()).encode()
+        self.deliveries.accept(
+            shop_id=self.shop_id, platform=SNAPSHOT, topic="orders/snapshot", delivery_id=delivery_id, body=body,
+            headers={},
+        )  # fmt: skip
+        return delivery_id
+
+    def work(self, now: datetime | None = None) -> list[Work]:
+        """What the job worker's poll does, until no delivery waits: take, parse, apply."""
+        done: list[Work] = []
+        while stored := self.deliveries.take(100):
+            done += pipeline.process(self.db, self.deliveries, stored, parser_for, now=now)
+        return done
+
     def apply(self, snapshot: OrderSnapshot, source: str = "test", now: datetime | None = None) -> Outcome:
-        with self.db.session() as session:
-            shop = session.get(Shop, self.shop_id)
-            assert shop is not None
-            return apply_snapshot(session, shop, snapshot, source=source, now=now or snapshot.updated_at)
+        """Deliver `snapshot` and let the worker's path apply it; what applying it did (nothing,
+        when another thread's poll applied it first)."""
+        delivery_id = self.deliver(snapshot, source)
+        mine = [
+            w for w in self.work(now or snapshot.updated_at) if w.delivery and w.delivery.delivery_id == delivery_id
+        ]
+        outcome = Outcome(snapshot.order_id, changed=False, note="applied by another poll")
+        for item in mine:
+            if item.failure is not None:
+                raise item.failure
+            for applied in item.outcomes:
+                outcome = Outcome(applied.order_ref, applied.changed or outcome.changed,
+                                  [*outcome.entries, *applied.entries], applied.note)  # fmt: skip
+        return outcome
 
     def redeem(self, customer: str, coins: int, order: str | None = None, code: str | None = None) -> Redemption:
         with self.db.session() as session:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import inspect, text
 
 from app.db import Database
@@ -31,3 +33,12 @@ def work(app) -> int:  # type: ignore[no-untyped-def]
     while (task := huey.dequeue()) is not None:
         huey.execute(task)
     return applied
+
+
+def store_delivery(session, **row: Any) -> int | None:  # type: ignore[no-untyped-def]
+    """Write a delivery's row in `session`, as a webhook's INSERT does where there is no inbox:
+    for tests that arrange stored deliveries without the web. Its id, or None for a duplicate."""
+    from app.storage.deliveries import insert_statement, values
+
+    found = session.execute(insert_statement(session.get_bind().dialect.name), values(**row)).first()
+    return None if found is None else int(found[0])

@@ -38,10 +38,11 @@ import app.jobs
 from app import ledger
 from app.config import Settings
 from app.db import Database, normalize_url
-from app.intake import move_inbox, store_delivery
 from app.jobs import Jobs
 from app.models import Order, Shop, WebhookDelivery
+from app.storage.sqlite import SqliteDeliveries
 from tests.conftest import SHOPIFY_API_KEY, SHOPIFY_API_SECRET, TEST_ENCRYPTION_KEY
+from tests.helpers import store_delivery
 from tests.web.test_webhooks_shopify import CUSTOMER, ORDER, SHOP, compact, order_payload, shopify_headers
 from web import create_app
 from web.cli import cli
@@ -229,15 +230,14 @@ class Stack:
         return sum(1 for task in self.jobs.huey.pending() if task.name == "process_delivery")
 
     def spooled(self) -> int:
-        """Deliveries waiting in the inbox (SQLite: see app/inbox.py); 0 where there is none."""
-        inbox = self.app.extensions["clawback"].inbox
-        return 0 if inbox is None else int(inbox.depth())
+        """Deliveries waiting in the inbox (SQLite: see app/storage/inbox.py); 0 where there is none."""
+        return self.app.extensions["clawback"].deliveries.spooled() or 0
 
     def move_spooled(self) -> None:
         """What a worker does first: the inbox's deliveries into webhook_deliveries."""
-        inbox = self.app.extensions["clawback"].inbox
-        if inbox is not None:
-            move_inbox(self.db, inbox)
+        deliveries = self.app.extensions["clawback"].deliveries
+        if isinstance(deliveries, SqliteDeliveries):
+            deliveries.move_inbox()
 
     def settled(self, *deliveries: Delivery) -> bool:
         return self.queued() == 0 and all(self.status(d) not in (None, "received") for d in deliveries)
@@ -384,7 +384,7 @@ def test_worker_killed_mid_transaction_then_restarted_takes_effect_exactly_once(
 
 
 def test_worker_killed_while_moving_the_inbox_loses_nothing(stack: Stack) -> None:
-    if stack.app.extensions["clawback"].inbox is None:
+    if stack.app.extensions["clawback"].deliveries.spooled() is None:
         pytest.skip("PostgreSQL has no inbox: webhooks are stored in webhook_deliveries directly")
     first, second = Delivery(order_payload(A, total="200.00")), Delivery(order_payload(B, total="100.00"))
     assert stack.post(first) == "accepted"

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 from flask import Flask
 from flask.cli import FlaskGroup
+from huey import MemoryHuey
 from sqlalchemy import inspect
 from sqlmodel import Session, col, select
 
@@ -190,8 +191,8 @@ def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
 def worker(workers: int, periodic: bool, priority: str) -> None:
     """Run the job worker: webhook processing, write-backs, releases and sweeps, with retries."""
     jobs = services().jobs
-    if jobs.huey.immediate:
-        raise CliError("CLAWBACK_QUEUE_URL=immediate:// runs jobs inline; there is no queue to work")
+    if isinstance(jobs.huey, MemoryHuey):
+        raise CliError("CLAWBACK_QUEUE_URL=memory:// keeps jobs inside one process; a worker cannot share it")
     set_priority(priority)  # before the consumer starts its threads: they inherit it
     gc.freeze()  # its start-up objects, as the web workers do (web/server.py): no full collection walks them
     click.echo(f"Clawback worker: {workers} threads on {type(jobs.huey).__name__}", err=True)
@@ -452,8 +453,7 @@ def deliveries(shop_ref: str | None, failed: bool, limit: int) -> None:
                 "status": d.status, "attempts": d.attempts, "last_error": d.last_error, "order_id": d.order_ref,
                 "received_at": as_utc(d.received_at).isoformat(),
             })  # fmt: skip
-    inbox = services().inbox
-    if inbox is not None and (spooled := inbox.depth()):
+    if spooled := services().deliveries.spooled():
         click.echo(f"{spooled} more answered and waiting in the inbox, for a worker to store and process", err=True)
 
 
@@ -462,9 +462,6 @@ def deliveries(shop_ref: str | None, failed: bool, limit: int) -> None:
 @refuses_bad_input
 def replay(ids: tuple[int, ...]) -> None:
     """Process failed (or chosen) deliveries again, from their stored raw bodies."""
-    import connectors
-    from app.intake import process_delivery
-
     svc = services()
     with unit_of_work() as session:
         query = select(WebhookDelivery)
@@ -477,14 +474,11 @@ def replay(ids: tuple[int, ...]) -> None:
         for row in rows:
             row.status = "received"
             session.add(row)
-        todo = [(r.id, r.platform) for r in rows]
+        todo = [r.id for r in rows if r.id is not None]
     results: dict[str, int] = {}
-    for pk, platform in todo:
-        assert pk is not None
-        try:
-            status = process_delivery(svc.db, pk, connectors.get(platform)().parse)
-        except Exception as exc:  # the error is on the row; report and go on with the rest
-            status = f"error: {type(exc).__name__}"
+    # The worker's own path: one batch, each delivery in its own savepoint if one raises.
+    for status in svc.jobs.process_now(todo).values():
+        status = "error" if status == "retry" else status  # the error is on the row
         results[status] = results.get(status, 0) + 1
     emit({"replayed": len(todo), "results": results})
 
@@ -550,7 +544,7 @@ def reconcile_command(shop_ref: str, since_text: str | None) -> None:
     try:
         source = connectors.get(shop_row.platform)().orders_since(svc.settings, svc.vault, svc.db, shop_row, since)
         assert shop_row.id is not None
-        report = reconcile.reconcile(svc.db, shop_row.id, source, since=since)
+        report = reconcile.reconcile(svc.db, svc.deliveries, shop_row.id, source, since=since)
     except LookupError as exc:
         raise CliError(f"{shop_row.platform} shops cannot be reconciled") from exc
     except RuntimeError as exc:  # the platform failed us (throttled, token revoked): say so, exit 1

@@ -11,8 +11,8 @@ from sqlmodel import Session
 from app.config import Settings
 from app.crypto import Vault
 from app.db import Database
-from app.inbox import Inbox
 from app.jobs import Jobs, make_huey
+from app.storage.deliveries import Deliveries, open_deliveries
 
 
 class Services:
@@ -28,12 +28,9 @@ class Services:
         return cls(settings)
 
     @cached_property
-    def inbox(self) -> Inbox | None:
-        """On a SQLite database file with a job worker polling (any queue but the inline one of
-        the tests), webhooks are spooled beside the database: see app/inbox.py."""
-        if self.db.sqlite_file is None or self.settings.queue_url == "immediate://":
-            return None
-        return Inbox.beside(self.db)
+    def deliveries(self) -> Deliveries:
+        """Where webhooks wait between their 200 and the worker (app/storage/deliveries.py)."""
+        return open_deliveries(self.db)
 
     @cached_property
     def jobs(self) -> Jobs:
@@ -42,7 +39,7 @@ class Services:
         return Jobs(
             make_huey(self.settings.queue_url, self.db.url),
             self.db,
-            inbox=self.inbox,
+            self.deliveries,
             parser_for=lambda platform: connectors.get(platform)().parse,
             executor=connectors.writeback_executor(self.settings, self.vault),
             orders_since=lambda shop, since: connectors.get(shop.platform)().orders_since(

@@ -82,11 +82,11 @@ class BooksCollector(Collector):
         yield GaugeMetricFamily(
             "clawback_queue_depth", "Jobs waiting in the queue", value=float(self.svc.jobs.pending())
         )
-        if self.svc.inbox is not None:  # SQLite with a worker: webhooks answered, not yet moved
+        spooled = self.svc.deliveries.spooled()
+        if spooled is not None:  # SQLite: webhooks answered, not yet moved
             yield GaugeMetricFamily(
-                "clawback_inbox_depth", "Webhooks spooled in the inbox, waiting for the worker",
-                value=float(self.svc.inbox.depth()),
-            )  # fmt: skip
+                "clawback_inbox_depth", "Webhooks spooled in the inbox, waiting for the worker", value=float(spooled)
+            )
 
 
 @bp.get("/metrics")

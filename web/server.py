@@ -8,7 +8,6 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from app.intake import warm
 from web import create_app
 
 log = logging.getLogger(__name__)
@@ -36,10 +35,10 @@ def on_ready(host: str, port: int) -> Any:
 
 def ready_worker(worker: Any) -> None:
     """gunicorn's post_worker_init, once a web worker has loaded the app: its webhook path warmed
-    (`app.intake.warm`), then its start-up objects frozen."""
+    (`Deliveries.warm`), then its start-up objects frozen."""
     svc = worker.wsgi.extensions["clawback"]
     try:
-        warm(svc.db, svc.inbox)
+        svc.deliveries.warm()
     except Exception:  # the database may be away at start; the first webhook then opens what it needs
         log.warning("could not warm the webhook path", exc_info=True)
     freeze_startup_objects(worker)

@@ -20,7 +20,6 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request
 
 import connectors
-from app.intake import accept, find_shop
 from app.models import Shop
 from app.shops import read_credentials
 from web.extensions import Services, services
@@ -78,7 +77,7 @@ def receive(svc: Services, platform: str, request: Request) -> Answer:
     domain = connector.shop_hint(headers)
     shop = None
     if domain is not None:
-        shop = find_shop(svc.db, platform, domain)  # read without a write lock
+        shop = svc.deliveries.find_shop(platform, domain)  # read without a write lock
     if connector.shop_in_body and shop is None:
         secrets = _platform_secrets(svc, connector, platform)  # no header names the shop: any of ours may have signed
     else:
@@ -94,7 +93,7 @@ def receive(svc: Services, platform: str, request: Request) -> Answer:
         return 200, {"status": "ok"}
     if connector.shop_in_body and shop is None:
         # The verified body names the shop; it must have been signed with that shop's own secret.
-        shop = find_shop(svc.db, platform, delivery.shop)
+        shop = svc.deliveries.find_shop(platform, delivery.shop)
         own = connector.secrets(svc.settings, read_credentials(svc.vault, shop)) if shop is not None else []
         if shop is not None and not connector.verify(raw, headers, own):
             return _refuse(401, "signature missing or invalid", platform)
@@ -107,20 +106,18 @@ def receive(svc: Services, platform: str, request: Request) -> Answer:
     kept.pop(connector.signature_header, None)
     # One INSERT in its own transaction, committed (durable) before we answer; the stored row is
     # the job: workers poll stored deliveries, so nothing else is written.
-    stored = accept(svc.db, shop_id=shop.id, platform=platform, topic=delivery.topic,
-                    delivery_id=delivery.delivery_id, body=raw, headers=kept, spool=svc.inbox)  # fmt: skip
+    stored = svc.deliveries.accept(shop_id=shop.id, platform=platform, topic=delivery.topic,
+                                   delivery_id=delivery.delivery_id, body=raw, headers=kept)  # fmt: skip
     if stored.duplicate:
         # "Already have it" is a success. Not tried yet: a worker will poll it. Tried, and waiting
         # for a retry whose job a crash may have lost: enqueue it again now; processing is
         # idempotent, so it cannot double.
-        if stored.status == "received":
-            _enqueue(svc, stored.id, platform, again=stored.attempts > 0)
+        if stored.status == "received" and stored.attempts > 0:
+            _enqueue(svc, stored.id, platform)
         counted(DUPLICATES, platform).inc()
         # DEBUG: the access log has every answer, and the stored row says what arrived when.
         log.debug("duplicate delivery", extra=context | {"status": "duplicate"})
         return 200, "duplicate"
-    if stored.status != "spooled":  # a spooled delivery reaches the worker through the inbox
-        _enqueue(svc, stored.id, platform, again=False)
     counted(ACCEPTED, platform).inc()
     log.debug("delivery accepted", extra=context | {"status": "accepted"})
     return 200, "accepted"
@@ -176,10 +173,9 @@ class WebhookIntake:
         return [body]
 
 
-def _enqueue(svc: Services, pk: int, platform: str, *, again: bool) -> None:
+def _enqueue(svc: Services, pk: int, platform: str) -> None:
     try:
-        jobs = svc.jobs
-        jobs.enqueue(pk, platform) if again else jobs.delivery_stored(pk, platform)
+        svc.jobs.enqueue(pk, platform)
     except Exception:
         # Stored, so not lost: the sweeper re-enqueues deliveries left unprocessed.
         log.exception("could not enqueue delivery %s; the sweeper will pick it up", pk)

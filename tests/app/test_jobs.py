@@ -16,11 +16,11 @@ from sqlmodel import select
 
 from app import jobs
 from app.config import Settings
-from app.intake import store_delivery
 from app.models import Customer, Shop, WebhookDelivery
 from app.service import Outcome
 from tests.conftest import PG_URL
 from tests.factories import Books
+from tests.helpers import store_delivery
 
 REDIS_URL = os.environ.get("CLAWBACK_TEST_REDIS_URL", "")
 ORDER = (
@@ -132,8 +132,7 @@ def test_stored_deliveries_are_polled_in_batches_and_a_poison_one_stands_alone(
         for n, (topic, body) in enumerate(bodies):
             pk = store_delivery(session, shop_id=shop.shop_id, platform="shopify", topic=topic,
                                 delivery_id=f"batch-{n}", body=body, headers={})  # fmt: skip
-            assert pk is not None
-            svc.jobs.delivery_stored(pk, "shopify")  # nothing to enqueue: the rows are the queue
+            assert pk is not None  # nothing enqueued: the rows are the queue
             pks.append(pk)
     assert svc.jobs.pending() == 0
 
@@ -161,15 +160,19 @@ def test_the_webhook_insert_stores_what_the_orm_reads(settings: Settings, books:
     """On SQLite `accept` writes with the driver directly: the row must be the one SQLAlchemy
     writes (same JSON, same DateTime text), read back the same, and deduplicated the same."""
     from app.db import Database
-    from app.intake import accept
+    from app.storage.deliveries import open_deliveries
+    from app.storage.sqlite import SqliteDeliveries
 
     db = Database(settings.database_url)
+    store = open_deliveries(db)
+    if isinstance(store, SqliteDeliveries):
+        store.inbox = None  # the INSERT itself (the inbox's move runs the same INSERT: tests/app/storage)
     shop = books.open("accept-test.myshopify.com")
     headers = {"X-Shopify-Topic": "orders/paid", "X-Note": "é\u2028"}
-    first = accept(db, shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id="a-1",
-                   body=b"\x00{}", headers=headers)  # fmt: skip
-    again = accept(db, shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id="a-1",
-                   body=b"other", headers={})  # fmt: skip
+    first = store.accept(shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id="a-1",
+                         body=b"\x00{}", headers=headers)  # fmt: skip
+    again = store.accept(shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id="a-1",
+                         body=b"other", headers={})  # fmt: skip
     assert (first.duplicate, again.duplicate, again.id, again.status) == (False, True, first.id, "received")
     with db.session() as session:
         pk = store_delivery(session, shop_id=shop.shop_id, platform="shopify", topic="orders/paid",
@@ -184,6 +187,7 @@ def test_the_webhook_insert_stores_what_the_orm_reads(settings: Settings, books:
             else text("SELECT 'timestamp', 0 FROM webhook_deliveries")
         ).all()
         assert stored[0] == stored[1]
+    store.close()
     db.dispose()
 
 
@@ -192,23 +196,24 @@ def test_a_delivery_rolled_back_after_posting_leaves_no_trace_for_the_next_one(
 ) -> None:
     """A delivery that fails after its posting is rolled back to its savepoint, balances included:
     the next delivery of the same customer, in the same transaction, sees the balances as they are
-    in the database (here: only 2 coins left, so a revert of 42 floors at 0 and records 40 short)."""
-    from app import intake, ledger
+    in the database (here: only 2 coins left, so a revert of 42 floors at 0 and records 40 short).
+    The contract `pipeline.expire_after_rollback` keeps for `ledger.post`."""
+    from app import dispatch, rows
     from web import create_app
 
-    log, lock_customer, held = intake._log, ledger.lock_customer, []
+    record, lock_customer, held = dispatch._record, rows.lock_customer, []
 
     def holding(*args: Any, **kwargs: Any) -> Customer:
         held.append(lock_customer(*args, **kwargs))  # kept alive: the identity map is weak
         return held[-1]
 
-    def failing(delivery: intake._Delivery, outcome: Outcome) -> None:
+    def failing(target: dispatch.Target, outcome: Outcome) -> None:
         if outcome.order_ref == "8":
             raise RuntimeError("after the posting")
-        log(delivery, outcome)
+        record(target, outcome)
 
-    monkeypatch.setattr(intake, "_log", failing)
-    monkeypatch.setattr(ledger, "lock_customer", holding)
+    monkeypatch.setattr(dispatch, "_record", failing)
+    monkeypatch.setattr(rows, "lock_customer", holding)
     app = create_app(settings.model_copy(update={"queue_url": f"sqlite:///{tmp_path / 'queue.db'}"}))
     svc = app.extensions["clawback"]
     shop = books.open("rollback-test.myshopify.com", revert__enabled="true")

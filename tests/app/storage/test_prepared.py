@@ -12,7 +12,7 @@ from sqlmodel import select
 
 from app.db import Database
 from app.models import Customer, as_utc
-from app.prepared import Prepared
+from app.storage.prepared import Prepared
 from tests.factories import Books
 
 _TABLE = Customer.__table__  # type: ignore[attr-defined]

@@ -22,9 +22,10 @@ from sqlmodel import select
 
 from app.config import Settings
 from app.db import Database
-from app.inbox import Inbox
-from app.intake import accept, move_inbox
 from app.models import Shop, WebhookDelivery
+from app.storage.inbox import Inbox
+from app.storage.postgres import PostgresDeliveries
+from app.storage.sqlite import SqliteDeliveries
 from tests.conftest import SHOPIFY_API_SECRET
 from tests.factories import Books
 from tests.web.test_metrics import metric
@@ -35,7 +36,7 @@ DOMAIN = "inbox-test.myshopify.com"
 
 @pytest.fixture
 def worker_app(settings: Settings, tmp_path: Path) -> Iterator[Flask]:
-    """The app as `clawback serve` runs it: a real queue (so the worker polls), hence an inbox."""
+    """The app as `clawback serve` runs it: a real queue in a file, the inbox beside the database."""
     from web import create_app
 
     if not settings.database_url.startswith("sqlite"):
@@ -43,6 +44,7 @@ def worker_app(settings: Settings, tmp_path: Path) -> Iterator[Flask]:
     app = create_app(settings.model_copy(update={"queue_url": f"sqlite:///{tmp_path / 'queue.db'}"}))
     app.config["TESTING"] = True
     yield app
+    app.extensions["clawback"].deliveries.close()
     app.extensions["clawback"].db.dispose()
 
 
@@ -73,13 +75,13 @@ def stored(db: Database) -> list[tuple[str, str]]:
 
 def test_a_webhook_is_spooled_answered_then_moved_and_processed_once(worker_app: Flask, books: Books) -> None:
     svc = worker_app.extensions["clawback"]
-    assert svc.inbox is not None and svc.inbox.path == svc.db.engine.url.database + "-inbox"
+    assert svc.deliveries.inbox is not None and svc.deliveries.inbox.path == svc.db.engine.url.database + "-inbox"
     shop = books.open(DOMAIN, revert__enabled="true")
     client = worker_app.test_client()
     assert post(client, order(7, "42.00"), "w-1") == "accepted"
     assert post(client, order(7, "42.00"), "w-1") == "accepted"  # the platform's retry, both spooled
     assert post(client, order(7, "42.00", "refunded"), "w-2", "orders/cancelled") == "accepted"
-    assert (svc.inbox.depth(), stored(svc.db)) == (3, [])  # answered: durable in the inbox, nothing else
+    assert (svc.deliveries.inbox.depth(), stored(svc.db)) == (3, [])  # answered: durable in the inbox, nothing else
     assert shop.balance("9")["available"] == 0
     assert metric(client.get("/metrics").get_data(as_text=True), "clawback_inbox_depth") == 3
     listed = worker_app.test_cli_runner().invoke(cli, ["deliveries"])
@@ -87,14 +89,14 @@ def test_a_webhook_is_spooled_answered_then_moved_and_processed_once(worker_app:
     assert "3 more answered and waiting in the inbox" in listed.stderr
 
     assert svc.jobs.poll_deliveries() == 2  # moved (one row per delivery id), then processed in order
-    assert svc.inbox.depth() == 0
+    assert svc.deliveries.inbox.depth() == 0
     assert metric(client.get("/metrics").get_data(as_text=True), "clawback_inbox_depth") == 0
     assert stored(svc.db) == [("w-1", "processed"), ("w-2", "processed")]
     assert [e.kind for e in shop.entries()] == ["earn", "revert"]
     assert shop.balance("9")["available"] == 0
     # Once stored, a retry is answered as the duplicate it is, and spools nothing.
     assert post(client, order(7, "42.00"), "w-1") == "duplicate"
-    assert svc.inbox.depth() == 0
+    assert svc.deliveries.inbox.depth() == 0
     assert svc.jobs.poll_deliveries() == 0
     assert shop.violations() == []
 
@@ -105,12 +107,14 @@ def test_a_moved_row_is_the_row_a_direct_insert_stores(worker_app: Flask, books:
     svc = worker_app.extensions["clawback"]
     shop = books.open(DOMAIN)
     headers = {"X-Shopify-Topic": "orders/paid", "X-Note": "é\u2028"}
-    direct = accept(svc.db, shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id="d-1",
-                    body=b"\x00{}", headers=headers)  # fmt: skip
-    spooled = accept(svc.db, shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id="d-2",
-                     body=b"\x00{}", headers=headers, spool=svc.inbox)  # fmt: skip
+    unspooled = SqliteDeliveries(svc.db)
+    unspooled.inbox = None  # as in memory: the INSERT itself
+    direct = unspooled.accept(shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id="d-1",
+                              body=b"\x00{}", headers=headers)  # fmt: skip
+    spooled = svc.deliveries.accept(shop_id=shop.shop_id, platform="shopify", topic="orders/paid",
+                                    delivery_id="d-2", body=b"\x00{}", headers=headers)  # fmt: skip
     assert (direct.duplicate, spooled.duplicate, spooled.status) == (False, False, "spooled")
-    assert move_inbox(svc.db, svc.inbox).stored == 1
+    assert svc.deliveries.move_inbox().stored == 1
     with svc.db.session() as session:
         rows = session.execute(
             text(
@@ -119,37 +123,62 @@ def test_a_moved_row_is_the_row_a_direct_insert_stores(worker_app: Flask, books:
             )
         ).all()
     assert len(rows) == 2 and rows[0] == rows[1]
-    again = accept(svc.db, shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id="d-2",
-                   body=b"other", headers={}, spool=svc.inbox)  # fmt: skip
-    assert (again.duplicate, again.status, svc.inbox.depth()) == (True, "received", 0)
+    again = svc.deliveries.accept(shop_id=shop.shop_id, platform="shopify", topic="orders/paid",
+                                  delivery_id="d-2", body=b"other", headers={})  # fmt: skip
+    assert (again.duplicate, again.status, svc.deliveries.inbox.depth()) == (True, "received", 0)
 
 
 def test_a_failed_move_keeps_every_row_and_an_erased_shop_s_rows_are_dropped(worker_app: Flask, books: Books) -> None:
     svc = worker_app.extensions["clawback"]
     keep, gone = books.open(DOMAIN), books.open("erased.myshopify.com")
     for shop, delivery_id in ((keep, "k-1"), (gone, "g-1"), (keep, "k-2")):
-        accept(svc.db, shop_id=shop.shop_id, platform="shopify", topic="orders/paid", delivery_id=delivery_id,
-               body=b"{}", headers={}, spool=svc.inbox)  # fmt: skip
+        svc.deliveries.accept(shop_id=shop.shop_id, platform="shopify", topic="orders/paid",
+                              delivery_id=delivery_id, body=b"{}", headers={})  # fmt: skip
     with pytest.raises(sqlite3.OperationalError):
-        svc.inbox.move(svc.db, "INSERT INTO no_such_table VALUES (?)")
-    assert (svc.inbox.depth(), stored(svc.db)) == (3, [])  # nothing lost, nothing half-moved
+        svc.deliveries.inbox.move(svc.deliveries.writing, "INSERT INTO no_such_table VALUES (?)")
+    assert (svc.deliveries.inbox.depth(), stored(svc.db)) == (3, [])  # nothing lost, nothing half-moved
 
     with svc.db.session() as session:  # the shop is erased (shop/redact) while its row waits
         session.delete(session.get(Shop, gone.shop_id))
-    moved = move_inbox(svc.db, svc.inbox)
+    moved = svc.deliveries.move_inbox()
     assert (moved.stored, moved.duplicates, moved.dropped) == (2, 0, 1)
     assert [d for d, _ in stored(svc.db)] == ["k-1", "k-2"]
-    assert svc.inbox.depth() == 0
+    assert svc.deliveries.inbox.depth() == 0
 
 
-def test_no_inbox_without_a_polling_worker_or_on_postgresql(settings: Settings, tmp_path: Path) -> None:
+def test_no_inbox_in_memory_or_on_postgresql(settings: Settings, tmp_path: Path) -> None:
     from web import create_app
 
-    inline = create_app(settings)  # the tests' inline queue: the request runs the job itself
-    assert inline.extensions["clawback"].inbox is None
+    in_memory = create_app(settings.model_copy(update={"database_url": "sqlite://"}))  # no file to put it beside
+    assert isinstance(in_memory.extensions["clawback"].deliveries, SqliteDeliveries)
+    assert in_memory.extensions["clawback"].deliveries.spooled() is None
     elsewhere = create_app(settings.model_copy(update={"database_url": "postgresql://u:p@127.0.0.1:1/none",
                                                        "queue_url": "redis://127.0.0.1:1/0"}))  # fmt: skip
-    assert elsewhere.extensions["clawback"].inbox is None
+    assert isinstance(elsewhere.extensions["clawback"].deliveries, PostgresDeliveries)
+    assert elsewhere.extensions["clawback"].deliveries.spooled() is None
+
+
+def test_a_new_inbox_opened_by_many_at_once_opens_for_all(tmp_path: Path) -> None:
+    """Web workers warming together open a new inbox file together: turning it to WAL is answered
+    "locked" at once (not through the busy handler), so each tries again rather than fail."""
+    for n in range(10):
+        spool = Inbox(str(tmp_path / f"x{n}.db-inbox"))
+        start, errors = threading.Barrier(8), []
+
+        def connect(spool: Inbox = spool, start: threading.Barrier = start, errors: list[Exception] = errors) -> None:
+            start.wait()
+            try:
+                spool.connect()
+            except sqlite3.Error as exc:  # collected: the assertion below says which
+                errors.append(exc)
+
+        threads = [threading.Thread(target=connect) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        spool.close()
 
 
 def test_each_process_opens_its_own_connection(tmp_path: Path) -> None:
@@ -166,7 +195,7 @@ def test_the_web_bounds_the_wal_when_no_mover_checkpoints(tmp_path: Path, monkey
     """No automatic checkpoints in a webhook's commit; with the worker away, one webhook in
     WAL_CHECK_EVERY checkpoints a WAL over WAL_MAX_BYTES, in a thread of its own (not in the
     answer), and the WAL starts over, shrunk."""
-    import app.inbox as inbox_module
+    import app.storage.inbox as inbox_module
 
     monkeypatch.setattr(inbox_module, "WAL_CHECK_EVERY", 10)
     monkeypatch.setattr(inbox_module, "WAL_MAX_BYTES", 256 * 1024)
@@ -202,7 +231,7 @@ def test_the_web_bounds_the_wal_when_no_mover_checkpoints(tmp_path: Path, monkey
 
 def test_a_checkpoint_under_way_is_not_started_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """While one checkpoint thread runs, the next check leaves it be rather than start another."""
-    import app.inbox as inbox_module
+    import app.storage.inbox as inbox_module
 
     monkeypatch.setattr(inbox_module, "WAL_MAX_BYTES", 0)
     spool = Inbox(str(tmp_path / "x.db-inbox"))
@@ -230,21 +259,21 @@ def test_a_worker_merely_behind_is_left_to_checkpoint(
     """Over the bound but with the oldest row younger than WORKER_AWAY_S (a burst the worker is
     still catching up with), the web starts no checkpoint: the mover's own will come. Once the
     oldest row has waited longer, it does."""
-    import app.inbox as inbox_module
+    import app.storage.inbox as inbox_module
 
     svc = worker_app.extensions["clawback"]
     books.open(DOMAIN, revert__enabled="true")
     client = worker_app.test_client()
-    assert svc.inbox.oldest_wait_s() == 0.0  # nothing waits
+    assert svc.deliveries.inbox.oldest_wait_s() == 0.0  # nothing waits
     assert post(client, order(7, "42.00"), "w-1") == "accepted"  # spooled as the web spools
-    assert 0.0 <= svc.inbox.oldest_wait_s() < 5
+    assert 0.0 <= svc.deliveries.inbox.oldest_wait_s() < 5
     monkeypatch.setattr(inbox_module, "WAL_MAX_BYTES", 0)
-    svc.inbox._bound_wal()
-    assert svc.inbox._bounding is None  # behind, not away
+    svc.deliveries.inbox._bound_wal()
+    assert svc.deliveries.inbox._bounding is None  # behind, not away
     monkeypatch.setattr(inbox_module, "WORKER_AWAY_S", -1)  # as if the row had waited longer
-    svc.inbox._bound_wal()
-    assert svc.inbox._bounding is not None
-    svc.inbox.bounded(timeout_s=10)
+    svc.deliveries.inbox._bound_wal()
+    assert svc.deliveries.inbox._bounding is not None
+    svc.deliveries.inbox.bounded(timeout_s=10)
     assert svc.jobs.poll_deliveries() == 1  # the checkpoint moved nothing out of the inbox
 
 

@@ -23,12 +23,14 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from app.db import BUSY_TIMEOUT_S, Database, Kept, begin_immediate
+from app.storage.kept import Kept
+from app.storage.sqlite_lock import BUSY_TIMEOUT_S, begin_immediate, until_locked_s
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +74,11 @@ class Inbox:
         self._bounding: threading.Thread | None = None  # this process's checkpoint of an overgrown WAL
 
     @classmethod
-    def beside(cls, db: Database) -> Inbox:
-        assert db.sqlite_file, "an inbox belongs beside a SQLite database file"
-        return cls(db.sqlite_file + "-inbox")
+    def beside(cls, database_file: str) -> Inbox:
+        return cls(database_file + "-inbox")
 
     def _conn(self) -> sqlite3.Connection:
-        """This thread's connection (see `app.db.Kept`)."""
+        """This thread's connection (see `app.storage.kept.Kept`)."""
         return self._kept.get()
 
     def connect(self) -> None:
@@ -86,7 +87,10 @@ class Inbox:
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
+        # Several processes (the web workers, warming at once) may open a new inbox together: turning
+        # a new file to WAL takes its exclusive lock, which SQLite answers "locked" at once rather
+        # than through the busy handler. So try again, as the busy handler would have waited.
+        until_locked_s(BUSY_TIMEOUT_S, lambda: conn.execute("PRAGMA journal_mode=WAL"))
         conn.execute("PRAGMA synchronous=NORMAL")  # the database's durability, and its reason
         # No automatic checkpoints: the mover checkpoints after each move (below). Automatic,
         # the commit that finds the WAL over its size copies it back and fsyncs, in the middle of
@@ -102,7 +106,7 @@ class Inbox:
         # them with secure_delete on), and the inbox's WAL holds them until it is overwritten
         # anyway; FAST still clears what is cleared without extra writes.
         conn.execute("PRAGMA secure_delete=FAST")
-        conn.execute(_SCHEMA)
+        until_locked_s(BUSY_TIMEOUT_S, lambda: conn.execute(_SCHEMA))
         return conn
 
     def spool(self, params: Sequence[Any]) -> None:
@@ -174,10 +178,13 @@ class Inbox:
         """Rows waiting to be moved."""
         return int(self._conn().execute("SELECT count(*) FROM inbox").fetchone()[0])
 
-    def move(self, db: Database, insert_sql: str, limit: int = 200) -> Moved:
+    def move(
+        self, write: Callable[[], AbstractContextManager[sqlite3.Cursor]], insert_sql: str, limit: int = 200
+    ) -> Moved:
         """Copy the oldest `limit` rows into the database (one transaction), then delete them here.
 
-        `insert_sql` is the webhook's own INSERT … ON CONFLICT DO NOTHING without RETURNING, whose
+        `write()` opens a cursor inside a write transaction on the database, committed when its
+        block ends. `insert_sql` is the webhook's own INSERT … ON CONFLICT DO NOTHING without RETURNING, whose
         parameters the rows hold. Rows of a shop that no longer exists are dropped.
         """
         conn = self._conn()
@@ -185,7 +192,7 @@ class Inbox:
         if not rows:
             return Moved()
         shop_ids = sorted({int(r[1]) for r in rows})  # COLUMNS[0]
-        with db.sqlite_write() as cursor:
+        with write() as cursor:
             marks = ",".join("?" * len(shop_ids))
             live = {int(r[0]) for r in cursor.execute(f"SELECT id FROM shops WHERE id IN ({marks})", shop_ids)}  # noqa: S608 - placeholders only
             keep = [r[1:] for r in rows if int(r[1]) in live]
