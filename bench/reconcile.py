@@ -16,7 +16,7 @@ from app.config import Settings
 from app.crypto import Vault
 from app.db import Database
 from app.shops import register_shop
-from app.storage.deliveries import open_deliveries
+from app.storage.open import open_deliveries
 from connectors.shopify import ShopifyConnector
 
 ORDERS = 2000

@@ -23,7 +23,8 @@ from app.service import Outcome, release_due
 from app.shop_settings import ShopSettings, apply_changes
 from app.shops import register_shop
 from app.snapshot import OrderSnapshot, Refund, Status
-from app.storage.deliveries import Deliveries, open_deliveries
+from app.storage.deliveries import Deliveries
+from app.storage.open import open_deliveries
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 

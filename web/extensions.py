@@ -12,7 +12,8 @@ from app.config import Settings
 from app.crypto import Vault
 from app.db import Database
 from app.jobs import Jobs, make_huey
-from app.storage.deliveries import Deliveries, open_deliveries
+from app.storage.deliveries import Deliveries
+from app.storage.open import open_deliveries
 
 
 class Services:

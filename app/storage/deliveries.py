@@ -6,7 +6,7 @@ oldest deliveries never tried), `load` (chosen ones: a retry, a replay), and ins
 transaction `lock_live` (those still waiting, locked) and `finish` (their new states, in one
 statement); between transactions it asks `writers_waiting` and may `step_aside`.
 
-`open_deliveries` picks the implementation for the database: `SqliteDeliveries` (the inbox beside
+`open_deliveries` (app/storage/open.py) picks the implementation for the database: `SqliteDeliveries` (the inbox beside
 the file, a kept reading connection, the writers' lock) or `PostgresDeliveries` (a kept autocommit
 connection). Both run their hottest statements as `Prepared` statements on the driver's cursor.
 """
@@ -232,14 +232,3 @@ class Deliveries(ABC):
         if found is None:
             return None
         return Accepted(int(found[0]), duplicate=True, status=str(found[1]), attempts=int(found[2]))
-
-
-def open_deliveries(db: Database) -> Deliveries:
-    """The implementation for `db`'s database."""
-    if db.is_sqlite:
-        from app.storage.sqlite import SqliteDeliveries
-
-        return SqliteDeliveries(db)
-    from app.storage.postgres import PostgresDeliveries
-
-    return PostgresDeliveries(db)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-
-from shopify.utils.shop_url import sanitize_shop_domain
 
 from app.config import Settings
 from app.crypto import Vault
@@ -30,25 +27,9 @@ from app.writebacks import Executor
 from connectors import register
 from connectors.base import Connector, Delivery, hmac_sha256_matches
 from connectors.shopify import translate
+from connectors.shopify.domain import shop_domain
 
 log = logging.getLogger(__name__)
-API_VERSION = "2026-07"
-
-
-@functools.lru_cache(maxsize=4096)
-def shop_domain(raw: str | None) -> str | None:
-    """The shop's myshopify domain, or None when `raw` is not one (ShopifyAPI's anchored check,
-    plus what it leaves to us: ASCII only, a DNS label of at most 63 characters, no exceptions).
-    Remembered per header value: every webhook asks, and the check parses a URL and runs a regex."""
-    if not raw or not raw.isascii() or len(raw) > 255:
-        return None
-    try:
-        domain = sanitize_shop_domain(raw)
-    except ValueError:  # urllib: "Invalid IPv6 URL" and the like
-        return None
-    if domain is None or len(domain.split(".", 1)[0]) > 63:
-        return None
-    return str(domain)
 
 
 def _order(body: Any, shop: Shop) -> list[Event]:

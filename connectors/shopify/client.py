@@ -18,7 +18,8 @@ import httpx
 from shopify_app import admin_graphql_request
 
 from app.config import Settings
-from connectors.shopify import API_VERSION, oauth, shop_domain
+from connectors.shopify import oauth
+from connectors.shopify.domain import API_VERSION, shop_domain
 
 
 class ShopifyError(RuntimeError):

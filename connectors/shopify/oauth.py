@@ -21,7 +21,7 @@ from shopify_app import ShopifyApp
 from shopify_app.types import RequestInput, TokenExchangeAccessToken
 
 from app.config import Settings
-from connectors.shopify import API_VERSION, shop_domain
+from connectors.shopify.domain import API_VERSION, shop_domain
 
 PATCH_ID_TOKEN_PATH = "/auth/shopify/patch-id-token"  # noqa: S105 - a URL path, the page renewing session tokens
 MAX_FUTURE_SKEW_S = 300  # a timestamp from the future is a forgery or a broken clock

@@ -1,5 +1,6 @@
-"""The target principle end to end: whatever the order of delivery, however often, the books end
-the same; and racing workers applying one delivery post it once."""
+"""The target principle end to end, on the worker's own path (stored deliveries, polled and
+applied in batches): whatever the order of delivery, however often, the books end the same; and
+racing workers applying one delivery post it once."""
 
 from __future__ import annotations
 
@@ -58,18 +59,21 @@ def test_final_state_does_not_depend_on_delivery_order_or_duplicates(
     fresh_database: Callable[[], str], history: list[OrderSnapshot], seed: random.Random
 ) -> None:
     db = Database(fresh_database())
+    books = Books(db, Vault("k"))  # one store of deliveries, as one worker has
     try:
-        in_order = Books(db, Vault("k")).open("in-order.myshopify.com", **SETTINGS)
-        shuffled = Books(db, Vault("k")).open("shuffled.myshopify.com", **SETTINGS)
+        in_order = books.open("in-order.myshopify.com", **SETTINGS)
+        shuffled = books.open("shuffled.myshopify.com", **SETTINGS)
         for snapshot in history:
-            in_order.apply(snapshot)
+            in_order.apply(snapshot)  # one delivery per poll: a batch of one each
         chaos = history + [seed.choice(history) for _ in range(len(history))]
         seed.shuffle(chaos)
-        for snapshot in chaos:
-            shuffled.apply(snapshot)
+        for snapshot in chaos:  # all waiting at once: one poll applies them in batches, duplicates
+            shuffled.deliver(snapshot)  # of one order in one transaction
+        shuffled.work(now=max(s.updated_at for s in history))
         assert _state(shuffled, history) == _state(in_order, history)
         assert in_order.violations() == []
     finally:
+        books.close()
         db.dispose()
 
 

@@ -160,7 +160,7 @@ def test_the_webhook_insert_stores_what_the_orm_reads(settings: Settings, books:
     """On SQLite `accept` writes with the driver directly: the row must be the one SQLAlchemy
     writes (same JSON, same DateTime text), read back the same, and deduplicated the same."""
     from app.db import Database
-    from app.storage.deliveries import open_deliveries
+    from app.storage.open import open_deliveries
     from app.storage.sqlite import SqliteDeliveries
 
     db = Database(settings.database_url)

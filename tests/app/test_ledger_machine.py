@@ -1,5 +1,7 @@
 """A rule-based state machine: random order events against the real service, checked after every
-step against a model small enough to trust by reading (hypothesis stateful testing).
+step against a model small enough to trust by reading (hypothesis stateful testing). Each event
+is stored as a delivery and applied by the worker's own poll (tests.factories.Books), on SQLite
+and, in CI's second run, on PostgreSQL.
 
 The model knows the rule only as "1 coin per whole dollar of what stands": no rules module, no
 ledger. Events are delivered duplicated, stale and out of order; the books must still agree.
@@ -94,6 +96,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.books: Books
 
     def teardown(self) -> None:
+        if hasattr(self, "books"):
+            self.books.close()
         self.db.dispose()
 
     @initialize(

@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from app.config import Settings
 from app.db import Database, normalize_url
-from app.storage.deliveries import open_deliveries
+from app.storage.open import open_deliveries
 from app.storage.postgres import PostgresDeliveries
 from app.storage.prepared import Prepared
 from app.storage.sqlite import SqliteDeliveries
