@@ -46,12 +46,8 @@ def begin_immediate(dbapi_conn: Any, waiters: str | None) -> None:
     dbapi_conn.execute("PRAGMA busy_timeout=0")
     fd = None
     try:
-        try:
-            dbapi_conn.execute("BEGIN IMMEDIATE")
+        if _began(dbapi_conn):
             return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc):
-                raise
         if waiters is not None:
             try:
                 fd = os.open(waiters, os.O_RDWR | os.O_CREAT, 0o660)
@@ -63,18 +59,25 @@ def begin_immediate(dbapi_conn: Any, waiters: str | None) -> None:
         while True:
             time.sleep(pause)
             pause = min(pause * 1.5, 0.0005)
-            try:
-                dbapi_conn.execute("BEGIN IMMEDIATE")
+            if _began(dbapi_conn):
                 return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc):
-                    raise
-                if time.monotonic() > deadline:  # as SQLAlchemy reports it for any statement
-                    raise sa_exc.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+            if time.monotonic() > deadline:  # as SQLAlchemy reports it for any statement
+                raise sa_exc.OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked"))
     finally:
         if fd is not None:
             os.close(fd)  # and with it the shared lock: no longer waiting
         dbapi_conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+
+
+def _began(dbapi_conn: Any) -> bool:
+    """BEGIN IMMEDIATE once: True when it began, False when another connection holds the lock."""
+    try:
+        dbapi_conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc):
+            raise
+        return False
+    return True
 
 
 def until_locked_s(timeout_s: float, attempt: Callable[[], T]) -> T:
