@@ -108,12 +108,15 @@ class Jobs:
         """One delivery's retry: the worker's own path, with a batch of one. A delivery already
         processed is left alone ("already processed" is success); one that raises again is
         retried with backoff, then goes onto the dead-letter list."""
-        status = self.process_now([delivery_pk]).get(delivery_pk, "missing")
-        if status == "retry":
+        try:
+            status = self.process_now([delivery_pk]).get(delivery_pk, "missing")
+            if status == "retry":
+                raise ApplyFailed(f"delivery {delivery_pk} failed again; its error is on its row")
+            return status
+        except Exception:
             if task is not None and task.retries == 0:
                 pipeline.give_up(self.db, delivery_pk)  # out of retries: onto the dead-letter list
-            raise ApplyFailed(f"delivery {delivery_pk} failed again; its error is on its row")
-        return status
+            raise
 
     def process_now(self, delivery_pks: Iterable[int]) -> dict[int, str]:
         """Apply these stored deliveries here and now, whatever their attempts (a retry, a replay);

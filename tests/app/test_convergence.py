@@ -14,6 +14,9 @@ from hypothesis import strategies as st
 
 from app.crypto import Vault
 from app.db import Database
+from app.models import Shop
+from app.rows import OrmRows
+from app.service import apply_snapshot
 from app.snapshot import OrderSnapshot
 from tests.factories import Books, snap
 
@@ -115,3 +118,29 @@ def test_racing_first_deliveries_of_a_new_order_earn_once(books: Books) -> None:
         shop.apply(first, source="retry")
     assert [e.coins_delta for e in shop.entries("9002")] == [80]
     assert shop.balance("new-customer")["available"] == 80
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=order_histories())
+def test_both_ways_of_reaching_the_rows_end_the_same(
+    fresh_database: Callable[[], str], history: list[OrderSnapshot]
+) -> None:
+    """`OrmRows` (one locked query per row: the demo, a batch's careful second pass) and
+    `BatchRows` (the worker's batch, rows loaded up front) are two implementations of one
+    contract: the same history through each ends in the same books."""
+    db = Database(fresh_database())
+    books = Books(db, Vault("k"))
+    try:
+        batched = books.open("batched.myshopify.com", **SETTINGS)
+        one_by_one = books.open("one-by-one.myshopify.com", **SETTINGS)
+        for snapshot in history:
+            batched.apply(snapshot)
+            with db.session() as session:
+                shop = session.get(Shop, one_by_one.shop_id)
+                assert shop is not None
+                apply_snapshot(OrmRows(session), shop, snapshot, source="orm", now=snapshot.updated_at)
+        assert _state(one_by_one, history) == _state(batched, history)
+        assert books.violations() == []
+    finally:
+        books.close()
+        db.dispose()
