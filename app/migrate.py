@@ -7,13 +7,16 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-import migrations
 from app.db import normalize_url
+
+# The migration scripts, found by path rather than by importing the `migrations` package: it is
+# installed beside `app` (pyproject.toml's packages), and its modules are Alembic's to load.
+SCRIPT_LOCATION = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def alembic_config(url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
     # Alembic's ini interpolation treats '%' specially; URLs may contain escaped passwords.
     config.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
     return config

@@ -13,10 +13,9 @@ from typing import Any
 from sqlalchemy import delete, or_, update
 from sqlmodel import Session, col, select
 
+from app.history import balances, find_customer, ledger_page
 from app.models import (
-    Customer,
     DataExport,
-    LedgerEntry,
     Order,
     Redemption,
     Shop,
@@ -35,26 +34,17 @@ def uninstall(session: Session, shop: Shop, now: datetime) -> None:
     session.add(shop)
 
 
-def _customer(session: Session, shop: Shop, customer_ref: str) -> Customer | None:
-    return session.exec(
-        select(Customer).where(Customer.shop_id == shop.id, Customer.platform_customer_id == customer_ref)
-    ).first()
-
-
 def export_customer(session: Session, shop: Shop, customer_ref: str, request_id: str) -> DataExport:
     """Gather what Clawback holds about a customer, for the merchant to hand over."""
-    customer = _customer(session, shop, customer_ref)
+    customer = find_customer(session, shop, customer_ref)
     payload: dict[str, Any] = {"shop": shop.domain, "customer_id": customer_ref, "held": customer is not None}
     if customer is not None:
-        entries = session.exec(
-            select(LedgerEntry).where(LedgerEntry.customer_id == customer.id).order_by(col(LedgerEntry.id))
-        ).all()
+        entries = ledger_page(session, customer.shop_id, customer_id=customer.id, oldest_first=True).entries
         redemptions = session.exec(select(Redemption).where(Redemption.customer_id == customer.id)).all()
         payload |= {
             "email": customer.email,
             "tags": customer.tags,
-            "balances": {"available": customer.available_coins, "pending": customer.pending_coins,
-                         "shortfall": customer.shortfall_coins},
+            "balances": balances(customer),
             "ledger": [{"kind": e.kind, "coins_delta": e.coins_delta, "pending_delta": e.pending_delta,
                         "order_id": e.order_ref, "explanation": e.explanation,
                         "created_at": as_utc(e.created_at).isoformat()} for e in entries],
@@ -70,7 +60,7 @@ def export_customer(session: Session, shop: Shop, customer_ref: str, request_id:
 
 def redact_customer(session: Session, shop: Shop, customer_ref: str, order_refs: tuple[str, ...] = ()) -> None:
     """Erase the customer's personal data; keep the anonymous ledger sums."""
-    customer = _customer(session, shop, customer_ref)
+    customer = find_customer(session, shop, customer_ref)
     anonymous = f"redacted-{customer.id}" if customer is not None else None
     orders = select(Order).where(Order.shop_id == shop.id)
     owned = [Order.platform_order_id.in_(order_refs)] if order_refs else []  # type: ignore[attr-defined]

@@ -31,12 +31,13 @@ from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from itsdangerous import BadSignature
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app import api_keys, wallet
 from app.errors import InsufficientCoins, InvalidInput, NotFound
-from app.models import ApiRequest, Customer, LedgerEntry, Order, Shop, as_utc
+from app.history import balances, find_customer, ledger_page, order_names
+from app.models import ApiRequest, Customer, Shop, as_utc
 from app.shops import shop_settings
 from web import session as admin_session
 from web.extensions import get_session
@@ -258,24 +259,17 @@ def shop() -> ResponseReturnValue:
 
 def _customer(session: Session, raw: str) -> Customer:
     ref = _customer_ref(raw)
-    found = session.exec(
-        select(Customer).where(Customer.shop_id == caller().shop.id, Customer.platform_customer_id == ref)
-    ).first()
+    found = find_customer(session, caller().shop, ref)
     if found is None:
         refuse(404, f"no customer '{ref}' in this shop")
     return found
-
-
-def _balance(customer: Customer) -> dict[str, int]:
-    return {"available": customer.available_coins, "pending": customer.pending_coins,
-            "shortfall": customer.shortfall_coins}  # fmt: skip
 
 
 @bp.get("/customers/<customer_id>/balance")
 @authenticated("read")
 def balance(customer_id: str) -> ResponseReturnValue:
     found = _customer(get_session(), customer_id)
-    return _answer({"customer_id": found.platform_customer_id, **_balance(found)})
+    return _answer({"customer_id": found.platform_customer_id, **balances(found)})
 
 
 def _whole(name: str, low: int, high: int, default: int | None) -> int | None:
@@ -295,22 +289,12 @@ def history(customer_id: str) -> ResponseReturnValue:
     limit = _whole("limit", 1, HISTORY_MAX, HISTORY_DEFAULT)
     before = _whole("before", 1, 10**18 - 1, None)
     assert limit is not None
+    if before is not None and before > MAX_ROW_ID:
+        before = None  # no id is that large: the page starts from the newest
     session = get_session()
     found = _customer(session, customer_id)
-    query = select(LedgerEntry).where(LedgerEntry.shop_id == found.shop_id, LedgerEntry.customer_id == found.id)
-    if before is not None and before <= MAX_ROW_ID:
-        query = query.where(col(LedgerEntry.id) < before)
-    rows = list(session.exec(query.order_by(col(LedgerEntry.id).desc()).limit(limit + 1)))
-    entries = rows[:limit]
-    refs = {e.order_ref for e in entries if e.order_ref}
-    names: dict[str, str] = {}
-    if refs:
-        pairs = session.exec(
-            select(Order.platform_order_id, Order.name).where(
-                Order.shop_id == found.shop_id, col(Order.platform_order_id).in_(refs)
-            )
-        )
-        names = {ref: name for ref, name in pairs}
+    listed = ledger_page(session, found.shop_id, customer_id=found.id, limit=limit, before=before)
+    names = order_names(session, found.shop_id, listed.entries)
     return _answer({
         "customer_id": found.platform_customer_id,
         "entries": [{
@@ -318,8 +302,8 @@ def history(customer_id: str) -> ResponseReturnValue:
             "shortfall_delta": e.shortfall_delta, "order_id": e.order_ref,
             "order_name": names.get(e.order_ref) if e.order_ref else None, "reason": e.reason,
             "explanation": e.explanation, "created_at": as_utc(e.created_at).isoformat(),
-        } for e in entries],
-        "next_before": entries[-1].id if len(rows) > limit else None,
+        } for e in listed.entries],
+        "next_before": listed.next_before,
     })  # fmt: skip
 
 
@@ -427,7 +411,7 @@ def redeem(customer_id: str) -> ResponseReturnValue:
         "order_id": asked.order_id,
         "code": redemption.code,
         "explanation": entry.explanation,
-        "balance": _balance(customer),
+        "balance": balances(customer),
         "idempotency_key": asked.idempotency_key,
     }
     claim.redemption_id, claim.response = redemption.id, body

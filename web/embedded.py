@@ -1,5 +1,5 @@
 """GET /app: the app's entry inside Shopify admin (the App URL in shopify.app.toml); it opens on
-the Features page (web/admin.py), signed in with a fresh page token for the verified shop.
+the Features page (web/admin/features.py), signed in with a fresh page token for the verified shop.
 
 The first document load carries a session token (`id_token`). It is verified (HS256 with the app
 secret, `aud` = our API key, and — beyond what shopifyapp checks — `iss` and `dest` naming the same

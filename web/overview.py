@@ -6,7 +6,8 @@ from flask import Blueprint, abort, render_template
 from flask.typing import ResponseReturnValue
 from sqlmodel import col, select
 
-from app.models import Customer, LedgerEntry, Shop
+from app.history import find_customer, ledger_page
+from app.models import Customer, Shop
 from app.shops import shop_settings
 from web import devlogin
 from web.extensions import get_session
@@ -29,12 +30,7 @@ def shop(shop_id: int) -> ResponseReturnValue:
         select(Customer).where(Customer.shop_id == shop_id).order_by(col(Customer.id)).limit(200)
     ).all()
     names = {c.id: c.platform_customer_id for c in customers}
-    entries = session.exec(
-        select(LedgerEntry)
-        .where(LedgerEntry.shop_id == shop_id)
-        .order_by(col(LedgerEntry.id).desc())
-        .limit(PAGE_ENTRIES)
-    ).all()
+    entries = ledger_page(session, shop_id, limit=PAGE_ENTRIES).entries
     return render_template(
         "overview/shop.html",
         shop=found,
@@ -49,10 +45,6 @@ def shop(shop_id: int) -> ResponseReturnValue:
 def customer(shop_id: int, customer_id: str) -> ResponseReturnValue:
     session = get_session()
     found = session.get(Shop, shop_id) or abort(404)
-    person = session.exec(
-        select(Customer).where(Customer.shop_id == shop_id, Customer.platform_customer_id == customer_id)
-    ).first() or abort(404)
-    entries = session.exec(
-        select(LedgerEntry).where(LedgerEntry.customer_id == person.id).order_by(col(LedgerEntry.id).desc())
-    ).all()
+    person = find_customer(session, found, customer_id) or abort(404)
+    entries = ledger_page(session, shop_id, customer_id=person.id).entries
     return render_template("overview/customer.html", shop=found, customer=person, entries=entries)

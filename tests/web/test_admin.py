@@ -1,4 +1,4 @@
-"""The merchant's pages (web/admin.py), driven like a browser without JavaScript: follow the links
+"""The merchant's pages (web/admin/), driven like a browser without JavaScript: follow the links
 and submit the forms the pages render, carrying the token they hold.
 
 Features and each feature's settings (PRG, errors beside their field, nothing saved on a refusal),
@@ -34,7 +34,8 @@ from app.errors import ConfigError
 from app.models import Customer, LedgerEntry, Shop, utcnow
 from app.shop_settings import ShopSettings
 from tests.factories import Books, snap
-from web import admin, create_app
+from web import create_app
+from web.admin import activity as admin_activity
 from web.session import mint
 
 SHOP = "test.myshopify.com"
@@ -401,7 +402,7 @@ def test_activity_filters_by_kind_and_date(client: FlaskClient, db: Database, de
 def test_activity_pages_with_before_newest_first(
     client: FlaskClient, demo: int, sign: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(admin, "PAGE", 2)
+    monkeypatch.setattr(admin_activity, "PAGE", 2)
     token = sign(demo, "dev")
     seen: list[str] = []
     response = activity(client, token)
@@ -425,12 +426,14 @@ def test_activity_pages_with_before_newest_first(
 
 def test_activity_keyset_query_walks_the_kind_index(db: Database, demo: int) -> None:
     """Pages never OFFSET: each kind is a backward range scan of ix_ledger_shop_kind_id from `before`."""
-    filters = admin.Filters(admin.ACTIVITY_KINDS, None, None, None)
+    filters = admin_activity.Filters(admin_activity.ACTIVITY_KINDS, None, None, None)
     with db.session() as session:
-        everything = admin.activity_entries(session, demo, filters, 1000)
+        everything = admin_activity.activity_entries(session, demo, filters, 1000)
         ids = [e.id or 0 for e in everything]
-        assert ids == sorted(ids, reverse=True) and {e.kind for e in everything} <= set(admin.ACTIVITY_KINDS)
-        second = admin.activity_entries(session, demo, admin.Filters(admin.ACTIVITY_KINDS, None, None, ids[1]), 2)
+        assert ids == sorted(ids, reverse=True) and {e.kind for e in everything} <= set(admin_activity.ACTIVITY_KINDS)
+        second = admin_activity.activity_entries(
+            session, demo, admin_activity.Filters(admin_activity.ACTIVITY_KINDS, None, None, ids[1]), 2
+        )
         assert [e.id for e in second] == ids[2:4]
         if db.engine.dialect.name == "sqlite":
             plan = " ".join(str(r) for r in session.connection().exec_driver_sql(
@@ -447,7 +450,7 @@ def test_activity_csv_has_a_header_and_the_rows(client: FlaskClient, demo: int, 
     assert response.mimetype == "text/csv"
     assert "attachment" in response.headers["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
-    assert rows[0] == list(admin.CSV_HEADER)
+    assert rows[0] == list(admin_activity.CSV_HEADER)
     assert len(rows) > 1 and {r[2] for r in rows[1:]} == {"revert"}
     cancelled = next(r for r in rows[1:] if r[4] == "1001")
     assert (cancelled[3], cancelled[5], cancelled[6]) == ("#1001", "alice", "-200")
@@ -455,8 +458,8 @@ def test_activity_csv_has_a_header_and_the_rows(client: FlaskClient, demo: int, 
 
 
 def test_csv_cells_a_spreadsheet_would_run_are_quoted() -> None:
-    assert admin._cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
-    assert admin._cell("@x") == "'@x" and admin._cell("Order #1") == "Order #1"
+    assert admin_activity._cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert admin_activity._cell("@x") == "'@x" and admin_activity._cell("Order #1") == "Order #1"
 
 
 # --- Customers -----------------------------------------------------------------------------------

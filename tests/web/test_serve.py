@@ -116,7 +116,7 @@ def test_serve_stops_its_worker_even_when_it_misses_a_signal(
 ) -> None:
     """A worker still starting (at idle priority, on a busy machine) may miss the graceful SIGINT:
     serve then sends SIGTERM, then SIGKILL, within its bound."""
-    from web import cli as cli_module
+    from web.cli import processes as cli_module
 
     monkeypatch.setattr(cli_module, "WORKER_STOP", ((signal.SIGINT, 5.0), (signal.SIGTERM, 5.0)))
     code = (

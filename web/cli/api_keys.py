@@ -1,17 +1,20 @@
 """`clawback api-key create|list|revoke`: the per-shop keys of the JSON API (web/api.py).
 
-Registered on the `clawback` group by the import at the end of web/cli.py. A key is printed once,
-by `create`; only its SHA-256 is stored, so a lost key is revoked and replaced, never recovered.
+A key is printed once, by `create`; only its SHA-256 is stored, so a lost key is revoked and
+replaced, never recovered.
 """
 
 from __future__ import annotations
 
 import click
+from flask.cli import AppGroup
 
 from app import api_keys
 from app.models import API_KEY_SCOPES, ApiKey, as_utc
 from app.shops import find_shop
-from web.cli import cli, emit, refuses_bad_input, unit_of_work
+from web.cli.common import emit, refuses_bad_input, unit_of_work
+
+commands = AppGroup()  # web/cli/__init__.py adds these to `clawback`
 
 
 def _described(row: ApiKey, domain: str) -> dict[str, object]:
@@ -26,7 +29,7 @@ def _described(row: ApiKey, domain: str) -> dict[str, object]:
     }
 
 
-@cli.group("api-key")
+@commands.group("api-key")
 def api_key() -> None:
     """Keys for the JSON API (/api/v1), one shop each."""
 
