@@ -109,20 +109,23 @@ class Jobs:
         processed is left alone ("already processed" is success); one that raises again is
         retried with backoff, then goes onto the dead-letter list."""
         try:
-            status = self.process_now([delivery_pk]).get(delivery_pk, "missing")
-            if status == "retry":
-                raise ApplyFailed(f"delivery {delivery_pk} failed again; its error is on its row")
+            status, failure = self.process_now([delivery_pk]).get(delivery_pk, ("missing", None))
+            if failure is not None:
+                raise ApplyFailed(
+                    f"delivery {delivery_pk} failed again ({type(failure).__name__}); its error is on its row"
+                )
             return status
         except Exception:
             if task is not None and task.retries == 0:
                 pipeline.give_up(self.db, delivery_pk)  # out of retries: onto the dead-letter list
             raise
 
-    def process_now(self, delivery_pks: Iterable[int]) -> dict[int, str]:
+    def process_now(self, delivery_pks: Iterable[int]) -> dict[int, tuple[str, Exception | None]]:
         """Apply these stored deliveries here and now, whatever their attempts (a retry, a replay);
-        their statuses. Deliveries done or dead-lettered meanwhile are left as they are."""
+        each one's status, and what it raised when it is to be retried ("retry"). Deliveries done
+        or dead-lettered meanwhile are left as they are."""
         stored = self.deliveries.load(list(delivery_pks))
-        statuses: dict[int, str] = {}
+        statuses: dict[int, tuple[str, Exception | None]] = {}
         with self.db.read() as session:
             done = dict(
                 session.exec(
@@ -134,12 +137,12 @@ class Jobs:
         todo = []
         for delivery in stored:
             if done.get(delivery.id) in pipeline.DONE:
-                statuses[delivery.id] = str(done[delivery.id])
+                statuses[delivery.id] = (str(done[delivery.id]), None)
             else:
                 todo.append(delivery)
         for item in pipeline.process(self.db, self.deliveries, todo, self.parser_for):
             assert item.delivery is not None
-            statuses[item.delivery.id] = item.status
+            statuses[item.delivery.id] = (item.status, item.failure)
         return statuses
 
     def _writeback(self, writeback_id: int) -> str:

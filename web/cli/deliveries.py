@@ -58,8 +58,9 @@ def replay(ids: tuple[int, ...]) -> None:
         todo = [r.id for r in rows if r.id is not None]
     results: dict[str, int] = {}
     # The worker's own path: one batch, each delivery in its own savepoint if one raises.
-    for status in svc.jobs.process_now(todo).values():
-        status = "error" if status == "retry" else status  # the error is on the row
+    for status, failure in svc.jobs.process_now(todo).values():
+        if failure is not None:  # the error is on the row; reported, and the rest go on
+            status = f"error: {type(failure).__name__}"
         results[status] = results.get(status, 0) + 1
     emit({"replayed": len(todo), "results": results})
 
