@@ -10,7 +10,6 @@ race rare.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, update
@@ -20,48 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
-from app.errors import InvariantViolation
+from app.domain.postings import Balances, Entry, Posting, after
 from app.models import Customer, LedgerEntry, utcnow
 from app.storage.prepared import Prepared
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A ledger entry as posted: the row's values (the entry is immutable, so a plain record)."""
-
-    id: int
-    shop_id: int
-    customer_id: int
-    order_ref: str | None
-    award_id: int | None
-    redemption_id: int | None
-    kind: str
-    coins_delta: int
-    pending_delta: int
-    shortfall_delta: int
-    reason: str
-    explanation: str
-    source: str
-    idempotency_key: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class Posting:
-    """One entry to write. Deltas are signed; at least one is non-zero."""
-
-    kind: str
-    reason: str
-    explanation: str
-    source: str
-    key: str
-    coins_delta: int = 0
-    pending_delta: int = 0
-    shortfall_delta: int = 0
-    order_ref: str | None = None
-    award_id: int | None = None
-    redemption_id: int | None = None
-
 
 _CUSTOMER = (
     select(Customer)
@@ -149,15 +109,8 @@ def post(session: Session, customer: Customer, posting: Posting) -> Entry | None
         return None  # the key is taken: this posting was made before ("exists is as good as created")
     # Checked after the INSERT, so that a retry (key taken) is None whatever the balances say now;
     # raising rolls the new entry back with the caller's transaction or savepoint.
-    if not (posting.coins_delta or posting.pending_delta or posting.shortfall_delta):
-        raise InvariantViolation(f"posting {posting.key} moves nothing")
-    available = customer.available_coins + posting.coins_delta
-    pending = customer.pending_coins + posting.pending_delta
-    shortfall = customer.shortfall_coins + posting.shortfall_delta
-    if pending < 0 or shortfall < 0:
-        raise InvariantViolation(
-            f"customer {customer.platform_customer_id}: pending {pending}, shortfall {shortfall} after {posting.key}"
-        )
+    before = Balances(customer.available_coins, customer.pending_coins, customer.shortfall_coins)
+    available, pending, shortfall = after(before, posting, who=f"customer {customer.platform_customer_id}")
     moves = {"coins": posting.coins_delta, "pending": posting.pending_delta, "shortfall": posting.shortfall_delta}
     _MOVE_BALANCES.run(conn, {"customer": customer.id, **moves})
     # The object now says what the row says, without a second UPDATE from the unit of work. The

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import Session, select
 
 from app import ledger, rules, writebacks
-from app.ledger import Entry, Posting
+from app.domain.postings import Entry, Posting
 from app.models import Award, Customer, Order, Redemption, Shop, utcnow
 from app.rows import Rows
 from app.shop_settings import ShopSettings

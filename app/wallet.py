@@ -8,8 +8,8 @@ from decimal import Decimal
 from sqlmodel import Session, select
 
 from app import ledger, writebacks
+from app.domain.postings import Entry, Posting
 from app.errors import InsufficientCoins, InvalidInput, NotFound
-from app.ledger import Entry, Posting
 from app.models import Customer, Order, Redemption, Shop
 from app.service import post, settle_redemptions
 from app.shop_settings import ShopSettings

@@ -17,8 +17,8 @@ from sqlmodel import Session, col, select
 
 from app import ledger
 from app.db import Database
+from app.domain.postings import Posting
 from app.errors import GiveUp, RetryLater
-from app.ledger import Posting
 from app.models import Shop, Writeback, utcnow
 
 log = logging.getLogger(__name__)
