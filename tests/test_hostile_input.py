@@ -77,6 +77,8 @@ from connectors.shopify import COMPLIANCE_TOPICS, TOPICS, shop_domain
 from connectors.woocommerce import store_from_source
 from tests.conftest import PG_URL, SHOPIFY_API_KEY, SHOPIFY_API_SECRET, TEST_ENCRYPTION_KEY
 from tests.factories import snap
+from tests.helpers import post_webhook
+from tests.platforms.shopify import HMAC_HEADER, sign
 from web.cli import cli
 
 pytestmark = [
@@ -90,7 +92,6 @@ OTHER = "other-shop.myshopify.com"  # registered too: deliveries for it must nev
 STRANGER = "not-installed.myshopify.com"  # a real-looking shop that never installed the app
 ACCESS_TOKEN = "shpat_hostile_sweep_0123456789abcdef"
 FERNET_KEY = base64.urlsafe_b64encode(hashlib.sha256(TEST_ENCRYPTION_KEY.encode()).digest()).decode()
-HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "shopify"
 ARTIFACT = Path(__file__).resolve().parents[1] / "test-artifacts" / "hostile-inputs.txt"
 ON_PG = bool(PG_URL)
@@ -223,10 +224,6 @@ def to_json(value: Any, ascii_only: bool = True) -> str:
     if isinstance(value, str) and not ascii_only and not re.search(r"[\ud800-\udfff]", value):
         return json.dumps(value, ensure_ascii=False)
     return json.dumps(value)
-
-
-def sign(body: bytes, secret: str = SHOPIFY_API_SECRET) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
 def money(amount: str) -> dict[str, Any]:
@@ -623,7 +620,7 @@ class World:
             headers.append(("X-Shopify-Shop-Domain", shop))
         names = {name.lower() for name, _ in extra}
         headers = [(name, value) for name, value in headers if name.lower() not in names] + list(extra)
-        return self.client.post(f"/webhooks/{platform}", data=body, headers=headers)
+        return post_webhook(self.client, platform, body, headers)
 
     def get(self, path: str, query: Any = None, headers: Any = None, client: FlaskClient | None = None) -> TestResponse:
         return (client or self.client).get(path, query_string=query, headers=headers or {}, base_url=BASE_URL)
@@ -793,7 +790,7 @@ def test_forged_webhooks_are_refused_and_store_nothing(world: World) -> None:
                 ("X-Shopify-Webhook-Id", webhook_id),
                 ("Content-Type", "application/json"),
             ]
-            response = world.client.post("/webhooks/shopify", data=body, headers=headers)
+            response = post_webhook(world.client, "shopify", body, headers)
         else:
             response = world.deliver(topic, body, shop=shop, webhook_id=webhook_id, signature=signature)
         TRIED["POST /webhooks/shopify (forged)"] += 1
@@ -1659,7 +1656,7 @@ def test_woocommerce_webhooks(world: World) -> None:
         headers = {k: as_header_value(v) for k, v in headers.items()}
         before = fingerprint(world.db)
         TRIED["POST /webhooks/woocommerce"] += 1
-        response = world.client.post("/webhooks/woocommerce", data=body, headers=headers)
+        response = post_webhook(world.client, "woocommerce", body, headers)
         world.check_answer(response, "POST /webhooks/woocommerce")
         world.check_logs_and_network("POST /webhooks/woocommerce")
         signed = (
@@ -2029,7 +2026,7 @@ def test_bug_k_shop_domain_with_brackets_and_look_alikes(installed: World, endpo
     before = fingerprint(installed.db)
     if endpoint == "webhook":
         headers = {"X-Shopify-Shop-Domain": as_header_value(shop), HMAC_HEADER: "forged", "X-Shopify-Topic": "x"}
-        response = installed.client.post("/webhooks/shopify", data=b"{}", headers=headers)
+        response = post_webhook(installed.client, "shopify", b"{}", headers)
         expected = 401
     else:
         response = installed.get(f"/auth/shopify/{endpoint}", {"shop": shop, "hmac": "0", "timestamp": "1"})

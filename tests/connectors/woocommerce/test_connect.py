@@ -25,8 +25,8 @@ from sqlmodel import SQLModel, select
 from app.db import Database
 from app.models import InstallToken, Shop, Writeback
 from app.shops import read_credentials
-from tests.connectors.woocommerce.payloads import STORE, fixture
 from tests.helpers import row_counts
+from tests.platforms.woocommerce import STORE, fixture
 from web.cli import cli
 
 API = f"{STORE}/wp-json/wc/v3"
