@@ -13,8 +13,10 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from flask import Flask
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -93,6 +95,25 @@ def settings(database_url: str) -> Settings:
         app_url="https://clawback.example",
         queue_url="immediate://",  # jobs run inline: a test sees their effect when the request returns
     )
+
+
+@pytest.fixture
+def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
+    """Build another app instance: the `settings` above with `changes` applied (the same database
+    unless `database_url` is changed), TESTING on. Each one's database is disposed at teardown."""
+    from web import create_app
+
+    built: list[Flask] = []
+
+    def make(**changes: Any) -> Flask:
+        application = create_app(settings.model_copy(update=changes))
+        application.config["TESTING"] = True
+        built.append(application)
+        return application
+
+    yield make
+    for application in built:
+        application.extensions["clawback"].db.dispose()
 
 
 @pytest.fixture

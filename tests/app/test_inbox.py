@@ -7,7 +7,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +31,11 @@ DOMAIN = "inbox-test.myshopify.com"
 
 
 @pytest.fixture
-def worker_app(settings: Settings, tmp_path: Path) -> Iterator[Flask]:
+def worker_app(settings: Settings, make_app: Callable[..., Flask], tmp_path: Path) -> Flask:
     """The app as `clawback serve` runs it: a real queue (so the worker polls), hence an inbox."""
-    from web import create_app
-
     if not settings.database_url.startswith("sqlite"):
         pytest.skip("the inbox is SQLite's: PostgreSQL stores webhooks directly")
-    app = create_app(settings.model_copy(update={"queue_url": f"sqlite:///{tmp_path / 'queue.db'}"}))
-    app.config["TESTING"] = True
-    yield app
-    app.extensions["clawback"].db.dispose()
+    return make_app(queue_url=f"sqlite:///{tmp_path / 'queue.db'}")
 
 
 def order(order_id: int, total: str, status: str = "paid") -> bytes:
@@ -139,13 +134,10 @@ def test_a_failed_move_keeps_every_row_and_an_erased_shop_s_rows_are_dropped(wor
     assert svc.inbox.depth() == 0
 
 
-def test_no_inbox_without_a_polling_worker_or_on_postgresql(settings: Settings, tmp_path: Path) -> None:
-    from web import create_app
-
-    inline = create_app(settings)  # the tests' inline queue: the request runs the job itself
+def test_no_inbox_without_a_polling_worker_or_on_postgresql(make_app: Callable[..., Flask]) -> None:
+    inline = make_app(queue_url="immediate://")  # the inline queue: the request runs the job itself
     assert inline.extensions["clawback"].inbox is None
-    elsewhere = create_app(settings.model_copy(update={"database_url": "postgresql://u:p@127.0.0.1:1/none",
-                                                       "queue_url": "redis://127.0.0.1:1/0"}))  # fmt: skip
+    elsewhere = make_app(database_url="postgresql://u:p@127.0.0.1:1/none", queue_url="redis://127.0.0.1:1/0")
     assert elsewhere.extensions["clawback"].inbox is None
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +20,6 @@ from sqlalchemy import func
 from sqlmodel import SQLModel, select
 from werkzeug.test import TestResponse
 
-from app.config import Settings
 from app.db import Database
 from app.models import Award, Customer, DataExport, LedgerEntry, Order, Redemption, Shop, WebhookDelivery, Writeback
 from app.privacy import REDACTED_BODY
@@ -48,7 +46,6 @@ from tests.platforms.shopify import (
     refund_payload,
     sign,
 )
-from web import create_app
 from web.cli import cli
 
 TABLES: tuple[type[SQLModel], ...] = (Shop, Customer, Order, Award, Redemption, LedgerEntry, WebhookDelivery, Writeback,
@@ -183,31 +180,15 @@ def test_an_unexpected_error_on_the_fast_path_is_a_500_and_stores_nothing(
     assert "webhook failed" in caplog.text
 
 
-@pytest.fixture
-def app_with(settings: Settings) -> Iterator[Any]:
-    """Build another app on the same database with some settings changed."""
-    built: list[Flask] = []
-
-    def build(**changes: Any) -> Flask:
-        application = create_app(settings.model_copy(update=changes))
-        application.config["TESTING"] = True
-        built.append(application)
-        return application
-
-    yield build
-    for application in built:
-        application.extensions["clawback"].db.dispose()
-
-
-def test_small_body_limit_from_settings(app_with: Any, db: Database) -> None:
-    client = app_with(max_body_bytes=4096).test_client()
+def test_small_body_limit_from_settings(make_app: Any, db: Database) -> None:
+    client = make_app(max_body_bytes=4096).test_client()
     before = counts(db)
     assert deliver(client, "orders/paid", PAID).status_code == 413  # the canned order is ~15 kB
     assert counts(db) == before
 
 
-def test_old_secret_is_accepted_while_rotating(app_with: Any, db: Database) -> None:
-    client = app_with(shopify_api_secret="new-secret", shopify_old_api_secret="old-secret").test_client()
+def test_old_secret_is_accepted_while_rotating(make_app: Any, db: Database) -> None:
+    client = make_app(shopify_api_secret="new-secret", shopify_old_api_secret="old-secret").test_client()
     accepted(client, "orders/create", order_payload(financial_status="pending"), secret="old-secret")
     accepted(client, "orders/paid", PAID, secret="new-secret")
     before = counts(db)

@@ -33,7 +33,6 @@ from app.models import Shop
 from app.shops import read_credentials, register_shop
 from connectors.shopify import oauth
 from tests.conftest import SHOPIFY_API_KEY, SHOPIFY_API_SECRET
-from web import create_app
 
 BASE_URL = "https://clawback.example"
 SHOP = "clawback-test.myshopify.com"
@@ -161,22 +160,6 @@ def parse_iso(value: str) -> datetime:
 @pytest.fixture
 def vault(app: Flask) -> Vault:
     return app.extensions["clawback"].vault
-
-
-@pytest.fixture
-def app_with(settings: Settings) -> Iterator[Callable[..., Flask]]:
-    """Another app on the same database with some settings changed."""
-    built: list[Flask] = []
-
-    def build(**changes: Any) -> Flask:
-        application = create_app(settings.model_copy(update=changes))
-        application.config["TESTING"] = True
-        built.append(application)
-        return application
-
-    yield build
-    for application in built:
-        application.extensions["clawback"].db.dispose()
 
 
 # --- the first load: verified, exchanged, stored -------------------------------------------------
@@ -405,9 +388,9 @@ def test_the_bounce_page_frames_only_for_a_shopify_shop(client: FlaskClient, sho
 
 
 def test_a_token_signed_with_the_old_secret_is_accepted_while_rotating(
-    app_with: Callable[..., Flask], db: Database, vault: Vault, shopify: TokenServer
+    make_app: Callable[..., Flask], db: Database, vault: Vault, shopify: TokenServer
 ) -> None:
-    rotating = app_with(shopify_old_api_secret="old").test_client()
+    rotating = make_app(shopify_old_api_secret="old").test_client()
     response = load(rotating, session_token(secret="old"))
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.headers["Content-Security-Policy"] == CSP
