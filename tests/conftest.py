@@ -13,10 +13,11 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -24,6 +25,9 @@ from app import migrate
 from app.config import Settings
 from app.db import Database, normalize_url
 from tests.factories import Books
+
+if TYPE_CHECKING:
+    from tests.hostile.world import World
 
 PG_URL = os.environ.get("CLAWBACK_TEST_DATABASE_URL", "")
 TEST_ENCRYPTION_KEY = "test-encryption-key"
@@ -145,6 +149,24 @@ def db(app) -> Database:  # type: ignore[no-untyped-def]
 def books(app) -> Books:  # type: ignore[no-untyped-def]
     svc = app.extensions["clawback"]
     return Books(svc.db, svc.vault)
+
+
+@pytest.fixture
+def world(app: Flask, client: FlaskClient, db: Database, caplog: pytest.LogCaptureFixture) -> Iterator[World]:
+    """The hostile-input harness (tests/hostile/world.py) over this test's app: requests and the
+    checks every answer must pass, with nothing let out to the network. The sweeps in tests/hostile
+    use it, and so do the regression tests of the bugs they found."""
+    from tests.hostile.world import watching
+
+    with watching(app, client, db, caplog) as found:
+        yield found
+
+
+@pytest.fixture
+def installed(world: World) -> World:
+    """`world` with its two Shopify shops installed (SHOP and OTHER, with an access token)."""
+    world.ensure_shops()
+    return world
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -1,6 +1,6 @@
 """Shopify's side of the tests: orders built from Shopify's one canned order, signed and delivered
 as Shopify does (the documented header set of headers_example.txt, a base64 HMAC-SHA256 of the raw
-bytes), and the books of the test shop read back
+bytes), install queries signed as Shopify signs them, and the books of the test shop read back
 through the CLI."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import copy
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from typing import Any
 from flask.testing import FlaskClient, FlaskCliRunner
 from werkzeug.test import TestResponse
 
-from tests.conftest import SHOPIFY_API_SECRET
+from tests.conftest import SHOPIFY_API_KEY, SHOPIFY_API_SECRET
 from tests.helpers import clawback, post_webhook
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "shopify"
@@ -151,6 +152,41 @@ def accepted(client: FlaskClient, topic: str, payload: Any = None, **kwargs: Any
     response = deliver(client, topic, payload, **kwargs)
     assert response.status_code == 200, response.get_data(as_text=True)
     return response
+
+
+def query_hmac(params: Mapping[str, str], secret: str = SHOPIFY_API_SECRET) -> str:
+    """Shopify's query signature (install, callback), computed by ShopifyAPI itself (the app's secret
+    is set up the same)."""
+    import shopify
+
+    shopify.Session.setup(api_key=SHOPIFY_API_KEY, secret=secret)
+    try:
+        return str(shopify.Session.calculate_hmac(dict(params)))
+    finally:
+        shopify.Session.setup(api_key=SHOPIFY_API_KEY, secret=SHOPIFY_API_SECRET)
+
+
+def claims_for(shop: str, **changes: Any) -> dict[str, Any]:
+    """The claims of a session token App Bridge would hand over for `shop` now, with `changes`."""
+    now = int(time.time())
+    # fmt: off
+    claims = {"iss": f"https://{shop}/admin", "dest": f"https://{shop}", "aud": SHOPIFY_API_KEY, "sub": "42",
+              "exp": now + 60, "nbf": now - 5, "iat": now - 5, "jti": str(uuid.uuid4()), "sid": uuid.uuid4().hex}
+    # fmt: on
+    return claims | changes
+
+
+def b64(data: bytes) -> str:
+    """Unpadded base64url, as in a JWT."""
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def hs256(claims: Mapping[str, Any], secret: str = SHOPIFY_API_SECRET) -> str:
+    """An HS256 JWT built by hand: PyJWT's encode refuses some claim types Shopify never sends."""
+    header = b64(b'{"alg":"HS256","typ":"JWT"}')
+    signing_input = f"{header}.{b64(json.dumps(claims).encode())}"
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
 
 
 # --- our side: the test shop's books through the CLI --------------------------------------------
