@@ -19,6 +19,7 @@ from app.db import Database
 from app.demo import DEMO_DOMAIN, seed
 from app.models import Customer, Shop
 from tests.factories import Books
+from tests.hostile.world import BASE_URL, SHOP, World, fingerprint
 
 DEMO_STORY = {  # what each demo customer's page must explain (app/demo.py)
     "alice": ["Order #1001 was cancelled; 200 coins earned on it were reverted",
@@ -160,3 +161,26 @@ def test_production_has_no_overview(make_app: Callable[..., Flask], database_url
     for path in ("/", "/shops/1", "/shops/1/customers/alice"):
         page(client, path, status=404)
     assert client.get("/healthz").status_code == 200
+
+
+# --- what the hostile-input sweep found (tests/hostile) --------------------------------------------
+
+
+def test_a_nul_in_a_page_path_is_refused(installed: World) -> None:
+    """Bug N of the hostile-input sweep (tests/hostile).
+
+    PostgreSQL: a NUL in /shops/<id>/customers/<id> reached the query (DataError, a 500)."""
+    before = fingerprint(installed.db)
+    response = installed.client.get(f"/shops/{installed.shop_ids[SHOP]}/customers/%00", base_url=BASE_URL)
+    installed.check_answer(response, "customer page, NUL")
+    assert response.status_code in (400, 404)
+    assert fingerprint(installed.db) == before
+
+
+def test_a_shop_id_beyond_integer_is_not_found(installed: World) -> None:
+    """Bug O of the hostile-input sweep (tests/hostile).
+
+    PostgreSQL: Flask's <int:shop_id> accepts 999999999999999; the INTEGER column does not."""
+    response = installed.client.get("/shops/999999999999999", base_url=BASE_URL)
+    installed.check_answer(response, "shop page, huge id")
+    assert response.status_code == 404
