@@ -13,8 +13,11 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -22,6 +25,9 @@ from app import migrate
 from app.config import Settings
 from app.db import Database, normalize_url
 from tests.factories import Books
+
+if TYPE_CHECKING:
+    from tests.hostile.world import World
 
 PG_URL = os.environ.get("CLAWBACK_TEST_DATABASE_URL", "")
 TEST_ENCRYPTION_KEY = "test-encryption-key"
@@ -98,15 +104,29 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator:
+def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
+    """Build another app instance: the `settings` above with `changes` applied (the same database
+    unless `database_url` is changed), TESTING on. Each one's database is disposed at teardown."""
     from web import create_app
 
-    application = create_app(settings)
-    application.config["TESTING"] = True
-    yield application
-    svc = application.extensions["clawback"]
-    svc.deliveries.close()
-    svc.db.dispose()
+    built: list[Flask] = []
+
+    def make(**changes: Any) -> Flask:
+        application = create_app(settings.model_copy(update=changes))
+        application.config["TESTING"] = True
+        built.append(application)
+        return application
+
+    yield make
+    for application in built:
+        svc = application.extensions["clawback"]
+        svc.deliveries.close()
+        svc.db.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
 
 
 @pytest.fixture
@@ -128,6 +148,24 @@ def db(app) -> Database:  # type: ignore[no-untyped-def]
 def books(app) -> Books:  # type: ignore[no-untyped-def]
     svc = app.extensions["clawback"]
     return Books(svc.db, svc.vault, store=svc.deliveries)
+
+
+@pytest.fixture
+def world(app: Flask, client: FlaskClient, db: Database, caplog: pytest.LogCaptureFixture) -> Iterator[World]:
+    """The hostile-input harness (tests/hostile/world.py) over this test's app: requests and the
+    checks every answer must pass, with nothing let out to the network. The sweeps in tests/hostile
+    use it, and so do the regression tests of the bugs they found."""
+    from tests.hostile.world import watching
+
+    with watching(app, client, db, caplog) as found:
+        yield found
+
+
+@pytest.fixture
+def installed(world: World) -> World:
+    """`world` with its two Shopify shops installed (SHOP and OTHER, with an access token)."""
+    world.ensure_shops()
+    return world
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from click.testing import Result
+from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import inspect, text
+from sqlmodel import select
+from werkzeug.test import TestResponse
 
 from app.db import Database
+from app.models import WebhookDelivery
+from web.cli import cli
 
 
 def table_names(db: Database) -> list[str]:
@@ -18,6 +24,14 @@ def row_counts(db: Database, *tables: str) -> dict[str, int]:
     names = tables or tuple(table_names(db))
     with db.engine.connect() as conn:
         return {t: int(conn.execute(text(f'SELECT COUNT(*) FROM "{t}"')).scalar_one()) for t in names}
+
+
+def metric(text: str, name: str) -> float:
+    """The value of the first sample in /metrics' `text` whose line starts with `name` (labels included)."""
+    for line in text.splitlines():
+        if line.startswith(name):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in metrics:\n{text}")
 
 
 def work(app) -> int:  # type: ignore[no-untyped-def]
@@ -42,3 +56,29 @@ def store_delivery(session, **row: Any) -> int | None:  # type: ignore[no-untype
 
     found = session.execute(insert_statement(session.get_bind().dialect.name), values(**row)).first()
     return None if found is None else int(found[0])
+
+
+def post_webhook(
+    client: FlaskClient, platform: str, body: bytes, headers: Any, *, process: bool = True
+) -> TestResponse:
+    """POST `body` to /webhooks/<platform> with `headers` exactly as given, then (unless `process`
+    is False) run the worker once with `work`, so what the delivery changes is in the books when this
+    returns. `process=False` leaves an accepted delivery stored and waiting, as a real worker would
+    find it."""
+    response = client.post(f"/webhooks/{platform}", data=body, headers=headers)
+    if process:
+        work(client.application)
+    return response
+
+
+def clawback(runner: FlaskCliRunner, *args: str) -> Result:
+    """Run `clawback ARGS...`, which must succeed; its output is shown when it does not."""
+    result = runner.invoke(cli, list(args))
+    assert result.exit_code == 0, f"clawback {' '.join(args)} -> {result.exit_code}\n{result.output}"
+    return result
+
+
+def deliveries(db: Database) -> list[WebhookDelivery]:
+    """Every stored webhook delivery, oldest first."""
+    with db.session() as session:
+        return list(session.exec(select(WebhookDelivery).order_by(WebhookDelivery.id)))  # type: ignore[arg-type]

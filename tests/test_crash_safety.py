@@ -1,8 +1,8 @@
 """Crash safety with real processes and a real queue: nothing is lost, nothing counts twice.
 
 Every test here runs the installed `clawback` script in subprocesses (`worker`, `serve`, `ledger`,
-`deliveries`, `replay`) against a database and a SQLite queue file in tmp_path, never the inline
-`immediate://` queue the other tests use. The database is SQLite, or the PostgreSQL server named
+`deliveries`, `replay`) against a database and a SQLite queue file in tmp_path, where the other
+tests run the worker's steps in their own process (`tests.helpers.work`). The database is SQLite, or the PostgreSQL server named
 by CLAWBACK_TEST_DATABASE_URL; the queue is always a SQLite file.
 
 To catch a worker in the middle of a transaction deterministically, the test holds a lock the
@@ -42,8 +42,8 @@ from app.jobs import Jobs
 from app.models import Order, Shop, WebhookDelivery
 from app.storage.sqlite import SqliteDeliveries
 from tests.conftest import SHOPIFY_API_KEY, SHOPIFY_API_SECRET, TEST_ENCRYPTION_KEY
-from tests.helpers import store_delivery
-from tests.web.test_webhooks_shopify import CUSTOMER, ORDER, SHOP, compact, order_payload, shopify_headers
+from tests.helpers import post_webhook, store_delivery
+from tests.platforms.shopify import CUSTOMER, ORDER, SHOP, compact, headers, order_payload
 from web import create_app
 from web.cli import cli
 from web.extensions import services
@@ -93,7 +93,7 @@ class Delivery:
         self.topic = topic
         self.body = compact(payload) if body is None else body
         self.webhook_id = str(uuid.uuid4())
-        self.headers = shopify_headers(topic, self.body, SHOPIFY_API_SECRET, SHOP)
+        self.headers = headers(self.body, topic, secret=SHOPIFY_API_SECRET, shop=SHOP)
         self.headers["X-Shopify-Webhook-Id"] = self.webhook_id
 
 
@@ -245,7 +245,7 @@ class Stack:
     # --- the platform's side --------------------------------------------------------------------
 
     def post(self, d: Delivery) -> str:
-        response = self.client.post("/webhooks/shopify", data=d.body, headers=d.headers)
+        response = post_webhook(self.client, "shopify", d.body, d.headers, process=False)  # the workers process it
         assert response.status_code == 200, response.get_data(as_text=True)
         return str(response.get_json()["status"])
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from huey import Huey
 from sqlalchemy import text
 from sqlmodel import select
@@ -41,9 +42,8 @@ def backends() -> list[object]:
 
 
 @pytest.fixture(params=backends())
-def queue_settings(request: pytest.FixtureRequest, settings: Settings, tmp_path: Path) -> Iterator[Settings]:
-    url = {"sqlite": f"sqlite:///{tmp_path / 'queue.db'}", "postgresql": "", "redis": REDIS_URL}[request.param]
-    yield settings.model_copy(update={"queue_url": url})
+def queue_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return {"sqlite": f"sqlite:///{tmp_path / 'queue.db'}", "postgresql": "", "redis": REDIS_URL}[request.param]
 
 
 def drain(huey: Huey) -> int:
@@ -55,10 +55,10 @@ def drain(huey: Huey) -> int:
     return done
 
 
-def test_a_stored_delivery_is_processed_from_real_queue_storage(queue_settings: Settings, books: Books) -> None:
-    from web import create_app
-
-    app = create_app(queue_settings)
+def test_a_stored_delivery_is_processed_from_real_queue_storage(
+    make_app: Callable[..., Flask], queue_url: str, books: Books
+) -> None:
+    app = make_app(queue_url=queue_url)
     svc = app.extensions["clawback"]
     huey = svc.jobs.huey
     huey.flush()  # a shared Redis or PostgreSQL queue may hold another run's leftovers
@@ -100,13 +100,12 @@ def _order(order_id: int, total: str, *, status: str = "paid", customer: int = 9
 
 
 def test_stored_deliveries_are_polled_in_batches_and_a_poison_one_stands_alone(
-    settings: Settings, tmp_path: Path, books: Books, monkeypatch: pytest.MonkeyPatch
+    make_app: Callable[..., Flask], tmp_path: Path, books: Books, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Intake enqueues nothing: a worker's poll reads the stored deliveries, applies them several
     per transaction, oldest first, each in its own savepoint. One that raises is rolled back alone
     and handed to the queue's retries; a malformed one is failed; the rest commit, exactly once."""
     from connectors.shopify import ShopifyConnector
-    from web import create_app
 
     parse = ShopifyConnector.parse
 
@@ -116,7 +115,7 @@ def test_stored_deliveries_are_polled_in_batches_and_a_poison_one_stands_alone(
         return parse(self, topic, raw_body, shop)  # type: ignore[return-value]
 
     monkeypatch.setattr(ShopifyConnector, "parse", poisoned)
-    app = create_app(settings.model_copy(update={"queue_url": f"sqlite:///{tmp_path / 'queue.db'}"}))
+    app = make_app(queue_url=f"sqlite:///{tmp_path / 'queue.db'}")
     svc = app.extensions["clawback"]
     shop = books.open("batch-test.myshopify.com", revert__enabled="true")
     bodies = [
@@ -192,14 +191,13 @@ def test_the_webhook_insert_stores_what_the_orm_reads(settings: Settings, books:
 
 
 def test_a_delivery_rolled_back_after_posting_leaves_no_trace_for_the_next_one(
-    settings: Settings, tmp_path: Path, books: Books, monkeypatch: pytest.MonkeyPatch
+    make_app: Callable[..., Flask], tmp_path: Path, books: Books, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A delivery that fails after its posting is rolled back to its savepoint, balances included:
     the next delivery of the same customer, in the same transaction, sees the balances as they are
     in the database (here: only 2 coins left, so a revert of 42 floors at 0 and records 40 short).
     The contract `pipeline.expire_after_rollback` keeps for `ledger.post`."""
     from app import dispatch, rows
-    from web import create_app
 
     record, lock_customer, held = dispatch._record, rows.lock_customer, []
 
@@ -214,7 +212,7 @@ def test_a_delivery_rolled_back_after_posting_leaves_no_trace_for_the_next_one(
 
     monkeypatch.setattr(dispatch, "_record", failing)
     monkeypatch.setattr(rows, "lock_customer", holding)
-    app = create_app(settings.model_copy(update={"queue_url": f"sqlite:///{tmp_path / 'queue.db'}"}))
+    app = make_app(queue_url=f"sqlite:///{tmp_path / 'queue.db'}")
     svc = app.extensions["clawback"]
     shop = books.open("rollback-test.myshopify.com", revert__enabled="true")
 
@@ -238,19 +236,17 @@ def test_a_delivery_rolled_back_after_posting_leaves_no_trace_for_the_next_one(
     svc.db.dispose()
 
 
-def _batch_app(settings: Settings, tmp_path: Path) -> Any:
-    from web import create_app
-
-    return create_app(settings.model_copy(update={"queue_url": f"sqlite:///{tmp_path / 'queue.db'}"}))
+def _batch_app(make_app: Callable[..., Flask], tmp_path: Path) -> Flask:
+    return make_app(queue_url=f"sqlite:///{tmp_path / 'queue.db'}")
 
 
 def test_a_customer_redacted_mid_batch_is_not_found_again_by_the_next_delivery(
-    settings: Settings, tmp_path: Path, books: Books
+    make_app: Callable[..., Flask], tmp_path: Path, books: Books
 ) -> None:
     """The batch loads its customers up front; a redaction renames one to `redacted-<id>` behind
     that load. The next order of the same platform customer must start a new customer row, never
     re-link the redacted one (and the redacted one keeps its anonymous sums)."""
-    svc = _batch_app(settings, tmp_path).extensions["clawback"]
+    svc = _batch_app(make_app, tmp_path).extensions["clawback"]
     shop = books.open("redact-batch.myshopify.com")
     redact = json.dumps({"shop_domain": "redact-batch.myshopify.com", "customer": {"id": 9},
                          "orders_to_redact": [7]}).encode()  # fmt: skip
@@ -269,13 +265,13 @@ def test_a_customer_redacted_mid_batch_is_not_found_again_by_the_next_delivery(
 
 
 def test_a_batch_costs_a_few_statements_per_delivery_not_one_per_lookup(
-    settings: Settings, tmp_path: Path, books: Books
+    make_app: Callable[..., Flask], tmp_path: Path, books: Books
 ) -> None:
     """Orders, awards and customers are loaded once per batch and the changes flushed once: 40
     paid orders of 40 customers, then their 40 cancellations, in statements per delivery."""
     from sqlalchemy import event
 
-    svc = _batch_app(settings, tmp_path).extensions["clawback"]
+    svc = _batch_app(make_app, tmp_path).extensions["clawback"]
     shop = books.open("count-batch.myshopify.com", revert__enabled="true")
     counted: list[str] = []
     event.listen(svc.db.engine, "before_cursor_execute", lambda *a: counted.append(a[2]))

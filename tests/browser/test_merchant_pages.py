@@ -26,7 +26,8 @@ from app.shop_settings import ShopSettings
 from tests.browser.conftest import Screens, Tab
 from tests.conftest import SHOPIFY_API_SECRET
 from tests.factories import Books
-from tests.web.test_webhooks_shopify import CUSTOMER, SHOP, compact, order_payload, shopify_headers
+from tests.helpers import work
+from tests.platforms.shopify import CUSTOMER, SHOP, compact, headers, order_payload
 from web.session import mint
 
 try:
@@ -38,16 +39,19 @@ pytestmark = pytest.mark.browser
 EXPLANATION = "Order #1001 was cancelled; 200 coins earned on it were reverted"
 
 
-def send_webhook(live: str, topic: str, payload: dict[str, Any]) -> int:
-    """POST a delivery signed as Shopify signs it, over HTTP, to the running server."""
+def send_webhook(app: Flask, live: str, topic: str, payload: dict[str, Any]) -> int:
+    """POST a delivery signed as Shopify signs it, over HTTP, to the running server; then run the
+    worker once (`work`), as `deliver` does for the test client."""
     body = compact(payload)
     request = urllib.request.Request(f"{live}/webhooks/shopify", data=body, method="POST",
-                                     headers=shopify_headers(topic, body, SHOPIFY_API_SECRET, SHOP))  # fmt: skip
+                                     headers=headers(body, topic, secret=SHOPIFY_API_SECRET, shop=SHOP))  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # our own server, on 127.0.0.1
-            return int(response.status)
+            status = int(response.status)
     except HTTPError as exc:
-        return exc.code
+        status = exc.code
+    work(app)
+    return status
 
 
 def revert_settings(db: Database, shop_id: int) -> Any:
@@ -67,7 +71,7 @@ def test_revert_earned_coins_end_to_end(
 ) -> None:
     shop = books.open(SHOP)
     page = tab.page
-    assert send_webhook(live, "orders/paid", order_payload(at=10)) == 200
+    assert send_webhook(app, live, "orders/paid", order_payload(at=10)) == 200
     assert shop.balance(CUSTOMER)["available"] == 200
 
     # Features: the Orders section and its cards
@@ -129,7 +133,7 @@ def test_revert_earned_coins_end_to_end(
 
     # a signed webhook cancels the rewarded order: Activity explains the reversal
     cancelled = order_payload(at=20, financial_status="voided", cancelled=True)
-    assert send_webhook(live, "orders/cancelled", cancelled) == 200
+    assert send_webhook(app, live, "orders/cancelled", cancelled) == 200
     page.get_by_role("link", name="Activity").click()
     expect(page.get_by_role("heading", name="Activity")).to_be_visible()
     row = page.locator("tbody tr", has_text=EXPLANATION)

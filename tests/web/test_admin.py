@@ -14,7 +14,7 @@ import html
 import io
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
@@ -642,27 +642,12 @@ def test_app_opens_on_features_with_a_token_for_the_verified_shop(client: FlaskC
 # --- the development login -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def build(settings: Settings) -> Iterator[Callable[..., Flask]]:
-    built: list[Flask] = []
-
-    def make(**changes: Any) -> Flask:
-        application = create_app(settings.model_copy(update=changes))
-        application.config["TESTING"] = True
-        built.append(application)
-        return application
-
-    yield make
-    for application in built:
-        application.extensions["clawback"].db.dispose()
-
-
 def test_dev_login_is_404_unless_enabled(client: FlaskClient, demo: int) -> None:
     assert client.get("/dev/login").status_code == 404
 
 
-def test_dev_login_opens_the_demo_shops_features(build: Callable[..., Flask], demo: int) -> None:
-    dev = build(dev_login=True).test_client()
+def test_dev_login_opens_the_demo_shops_features(make_app: Callable[..., Flask], demo: int) -> None:
+    dev = make_app(dev_login=True).test_client()
     response = dev.get("/dev/login")
     assert response.status_code == 302
     location = urlsplit(response.headers["Location"])
@@ -672,20 +657,20 @@ def test_dev_login_opens_the_demo_shops_features(build: Callable[..., Flask], de
 
 
 def test_the_index_leads_to_the_merchant_pages_only_when_dev_login_is_on(
-    client: FlaskClient, build: Callable[..., Flask], demo: int
+    client: FlaskClient, make_app: Callable[..., Flask], demo: int
 ) -> None:
     assert "/dev/login" not in text(client.get("/"))
-    dev = build(dev_login=True).test_client()
+    dev = make_app(dev_login=True).test_client()
     index = text(dev.get("/"))
     assert "Open the demo shop's admin pages" in index
     assert dev.get(link_to(index, "/dev/login")).status_code == 302
 
 
-def test_dev_login_without_a_demo_shop_is_404(build: Callable[..., Flask]) -> None:
-    assert build(dev_login=True).test_client().get("/dev/login").status_code == 404
+def test_dev_login_without_a_demo_shop_is_404(make_app: Callable[..., Flask]) -> None:
+    assert make_app(dev_login=True).test_client().get("/dev/login").status_code == 404
 
 
-def test_dev_login_is_refused_in_production(build: Callable[..., Flask], settings: Settings, demo: int) -> None:
+def test_dev_login_is_refused_in_production(make_app: Callable[..., Flask], settings: Settings, demo: int) -> None:
     production = settings.model_copy(update={
         "env": "production", "dev_login": True, "secret_key": "s" * 40, "encryption_key": "k" * 44,
         "app_url": "https://clawback.example",
@@ -695,6 +680,6 @@ def test_dev_login_is_refused_in_production(build: Callable[..., Flask], setting
     with pytest.raises(ConfigError):
         create_app(production)
     # and were the settings to change under a running app, the route still refuses
-    dev = build(dev_login=True)
+    dev = make_app(dev_login=True)
     dev.extensions["clawback"].settings = dev.extensions["clawback"].settings.model_copy(update={"env": "production"})
     assert dev.test_client().get("/dev/login").status_code == 404

@@ -26,6 +26,7 @@ from app.db import Database
 from app.models import Shop
 from app.shops import read_credentials
 from tests.factories import Books, snap
+from tests.hostile.world import SHOP, World, fingerprint
 from web import create_app
 from web.cli import cli
 
@@ -914,3 +915,17 @@ def test_db_upgrade_on_a_migrated_database_changes_nothing(store: Books, runner:
     before = state(runner, db)
     ok(runner, "db", "upgrade")
     assert_unchanged(runner, db, before)
+
+
+# --- what the hostile-input sweep found (tests/hostile) --------------------------------------------
+
+
+def test_settings_set_refuses_a_long_undecodable_tag(installed: World) -> None:
+    """Bug P of the hostile-input sweep (tests/hostile), through the CLI."""
+    before = fingerprint(installed.db)
+    args = ["settings", "set", "--shop", SHOP, "revert.flag_tag=" + "\udcff" * 41]
+    result = installed.app.test_cli_runner().invoke(cli, args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 2, result.output
+    assert "revert.flag_tag" in result.output
+    assert fingerprint(installed.db) == before

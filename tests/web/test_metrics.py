@@ -4,21 +4,13 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient, FlaskCliRunner
 
-from tests.web.test_webhooks_shopify import SHOP, deliver, order_payload
-from web.cli import cli
-
-
-def metric(text: str, name: str) -> float:
-    """The value of the first sample whose line starts with `name` (labels included)."""
-    for line in text.splitlines():
-        if line.startswith(name):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} not in metrics:\n{text}")
+from tests.helpers import metric
+from tests.platforms.shopify import configure, deliver, install, order_payload
 
 
 def test_metrics_count_deliveries_reversals_and_the_queue(client: FlaskClient, runner: FlaskCliRunner) -> None:
-    assert runner.invoke(cli, ["shop", "add", "--platform", "shopify", "--domain", SHOP]).exit_code == 0
-    assert runner.invoke(cli, ["settings", "set", "--shop", SHOP, "revert.enabled=true"]).exit_code == 0
+    install(runner)
+    configure(runner, "revert.enabled=true")
     deliver(client, "orders/paid", order_payload(at=1))
     deliver(client, "orders/cancelled", order_payload(at=2, financial_status="voided", cancelled=True))
     deliver(client, "orders/paid", order_payload(at=3), changes={"X-Shopify-Hmac-Sha256": "forged"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from app.db import Database
 from app.demo import DEMO_DOMAIN, seed
 from app.models import Customer, Shop
 from tests.factories import Books
-from web import create_app
+from tests.hostile.world import BASE_URL, SHOP, World, fingerprint
 
 DEMO_STORY = {  # what each demo customer's page must explain (app/demo.py)
     "alice": ["Order #1001 was cancelled; 200 coins earned on it were reverted",
@@ -35,22 +35,6 @@ def page(client: FlaskClient, path: str, status: int = 200) -> str:
     response = client.get(path)
     assert response.status_code == status, f"GET {path} -> {response.status_code}"
     return html.unescape(response.get_data(as_text=True))
-
-
-@pytest.fixture
-def build_app() -> Iterator[Callable[..., Flask]]:
-    """Build extra apps from settings; their engines are disposed afterwards."""
-    built: list[Flask] = []
-
-    def build(**settings: object) -> Flask:
-        application = create_app(Settings(**{"env": "test", "encryption_key": "k", **settings}))  # type: ignore[arg-type]
-        application.config["TESTING"] = True
-        built.append(application)
-        return application
-
-    yield build
-    for application in built:
-        application.extensions["clawback"].db.dispose()
 
 
 @pytest.fixture
@@ -75,10 +59,10 @@ def test_healthz_says_ok(client: FlaskClient) -> None:
 
 
 def test_healthz_is_503_when_the_sqlite_database_cannot_be_opened(
-    build_app: Callable[..., Flask], tmp_path: Path
+    make_app: Callable[..., Flask], tmp_path: Path
 ) -> None:
     folder = tmp_path / "data"
-    application = build_app(database_url=f"sqlite:///{folder / 'clawback.db'}")
+    application = make_app(database_url=f"sqlite:///{folder / 'clawback.db'}")
     assert application.test_client().get("/healthz").status_code == 200
     application.extensions["clawback"].db.dispose()  # no pooled connection left open
     shutil.rmtree(folder)
@@ -88,8 +72,8 @@ def test_healthz_is_503_when_the_sqlite_database_cannot_be_opened(
     assert response.get_json() == {"status": "error", "database": "OperationalError"}
 
 
-def test_healthz_is_503_when_postgresql_does_not_answer(build_app: Callable[..., Flask]) -> None:
-    response = build_app(database_url="postgresql://u:p@127.0.0.1:1/x").test_client().get("/healthz")
+def test_healthz_is_503_when_postgresql_does_not_answer(make_app: Callable[..., Flask]) -> None:
+    response = make_app(database_url="postgresql://u:p@127.0.0.1:1/x").test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json() == {"status": "error", "database": "OperationalError"}
 
@@ -167,13 +151,36 @@ def test_unknown_shops_and_customers_are_404(
         page(client, path, status=404)
 
 
-def test_production_has_no_overview(build_app: Callable[..., Flask], database_url: str) -> None:
+def test_production_has_no_overview(make_app: Callable[..., Flask], database_url: str) -> None:
     settings = {"secret_key": "s" * 40, "encryption_key": Fernet.generate_key().decode()}
     production = Settings(env="production", database_url=database_url, app_url="https://loyalty.example.com",
                           **settings).check()  # fmt: skip
-    application = build_app(**production.model_dump())
+    application = make_app(**production.model_dump())
     assert "overview" not in application.blueprints
     client = application.test_client()
     for path in ("/", "/shops/1", "/shops/1/customers/alice"):
         page(client, path, status=404)
     assert client.get("/healthz").status_code == 200
+
+
+# --- what the hostile-input sweep found (tests/hostile) --------------------------------------------
+
+
+def test_a_nul_in_a_page_path_is_refused(installed: World) -> None:
+    """Bug N of the hostile-input sweep (tests/hostile).
+
+    PostgreSQL: a NUL in /shops/<id>/customers/<id> reached the query (DataError, a 500)."""
+    before = fingerprint(installed.db)
+    response = installed.client.get(f"/shops/{installed.shop_ids[SHOP]}/customers/%00", base_url=BASE_URL)
+    installed.check_answer(response, "customer page, NUL")
+    assert response.status_code in (400, 404)
+    assert fingerprint(installed.db) == before
+
+
+def test_a_shop_id_beyond_integer_is_not_found(installed: World) -> None:
+    """Bug O of the hostile-input sweep (tests/hostile).
+
+    PostgreSQL: Flask's <int:shop_id> accepts 999999999999999; the INTEGER column does not."""
+    response = installed.client.get("/shops/999999999999999", base_url=BASE_URL)
+    installed.check_answer(response, "shop page, huge id")
+    assert response.status_code == 404

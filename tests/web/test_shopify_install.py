@@ -33,6 +33,10 @@ from app.db import Database
 from app.models import Shop
 from app.shops import read_credentials
 from tests.conftest import SHOPIFY_API_KEY, SHOPIFY_API_SECRET
+from tests.helpers import post_webhook
+from tests.hostile.strategies import as_header_value
+from tests.hostile.world import STRANGER, World, fingerprint
+from tests.platforms.shopify import HMAC_HEADER, query_hmac
 
 BASE_URL = "https://clawback.example"
 SHOP = "clawback-test.myshopify.com"
@@ -314,3 +318,56 @@ def test_reinstall_replaces_the_token_of_a_known_shop(
     assert again.id == first.id
     assert read_credentials(vault, again)["access_token"] == TOKEN
     assert again.credentials != first.credentials  # re-encrypted (Fernet is randomized)
+
+
+# --- what the hostile-input sweep found (tests/hostile) --------------------------------------------
+
+
+def test_install_for_a_shop_label_over_63_characters_is_refused(installed: World) -> None:
+    """Bug J of the hostile-input sweep (tests/hostile).
+
+    Needs a genuine signature: shop_domain() accepted a 64-character label; the redirect to it
+    could not be IDNA-encoded (UnicodeError, a 500)."""
+    params = {"shop": "x" * 64 + ".myshopify.com", "timestamp": str(int(time.time()))}
+    params["hmac"] = query_hmac(params)
+    response = installed.get("/auth/shopify/install", params)
+    installed.check_answer(response, "install, 64-character label")
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "shop"),
+    [("webhook", "["), ("webhook", "x.myshopify.com]")]  # a header: latin-1, so no NFKC look-alikes
+    + [(e, shop) for e in ("install", "callback", "patch-id-token") for shop in ("[", "x.myshopify.com]", "a\uff0fb")],
+)
+def test_shop_domains_with_brackets_and_look_alikes_are_refused(installed: World, endpoint: str, shop: str) -> None:
+    """Bug K of the hostile-input sweep (tests/hostile).
+
+    shop_domain let urllib's ValueError out ('Invalid IPv6 URL', NFKC look-alikes): a 500 on
+    the webhook before the signature was checked, and on install, callback and patch-id-token."""
+    before = fingerprint(installed.db)
+    if endpoint == "webhook":
+        headers = {"X-Shopify-Shop-Domain": as_header_value(shop), HMAC_HEADER: "forged", "X-Shopify-Topic": "x"}
+        response = post_webhook(installed.client, "shopify", b"{}", headers)
+        expected = 401
+    else:
+        response = installed.get(f"/auth/shopify/{endpoint}", {"shop": shop, "hmac": "0", "timestamp": "1"})
+        expected = 400
+    installed.check_answer(response, endpoint)
+    assert response.status_code == expected
+    assert fingerprint(installed.db) == before
+
+
+def test_a_callback_with_a_non_ascii_state_is_refused(installed: World) -> None:
+    """Bug L of the hostile-input sweep (tests/hostile).
+
+    Needs a genuine signature: hmac.compare_digest on str raised TypeError for a non-ASCII state."""
+    browser = installed.app.test_client()
+    install = {"shop": STRANGER, "timestamp": str(int(time.time()))}
+    install["hmac"] = query_hmac(install)
+    assert installed.get("/auth/shopify/install", install, client=browser).status_code == 302
+    params = {"code": "abc", "shop": STRANGER, "state": "é", "timestamp": str(int(time.time()))}
+    params["hmac"] = query_hmac(params)
+    response = installed.get("/auth/shopify/callback", params, client=browser)
+    installed.check_answer(response, "callback, non-ASCII state")
+    assert response.status_code == 403

@@ -7,194 +7,53 @@ fields a sequence needs changed. Every refusal is checked to have stored nothing
 
 from __future__ import annotations
 
-import base64
-import copy
 import hashlib
 import hmac
 import json
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func
 from sqlmodel import SQLModel, select
 from werkzeug.test import TestResponse
 
-from app.config import Settings
 from app.db import Database
 from app.models import Award, Customer, DataExport, LedgerEntry, Order, Redemption, Shop, WebhookDelivery, Writeback
 from app.privacy import REDACTED_BODY
 from tests.conftest import SHOPIFY_API_SECRET
-from web import create_app
+from tests.helpers import clawback, deliveries, row_counts
+from tests.platforms.shopify import (
+    CUSTOMER,
+    EMAIL,
+    FIXTURES,
+    HMAC_HEADER,
+    ORDER,
+    SHOP,
+    accepted,
+    balance,
+    books_balance,
+    compact,
+    configure,
+    deliver,
+    install,
+    ledger,
+    moment,
+    moves,
+    order_payload,
+    refund_payload,
+    sign,
+)
 from web.cli import cli
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "shopify"
-CANNED = json.loads((FIXTURES / "orders_cancelled.json").read_text())
-CANNED_REFUND = json.loads((FIXTURES / "refunds_create.json").read_text())
-SHOP = "clawback-test.myshopify.com"
-CUSTOMER = str(CANNED["customer"]["id"])  # 115310627314723954: over 2^53, as Shopify's ids are
-ORDER = CANNED["id"]
-EMAIL = CANNED["customer"]["email"]
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 TABLES: tuple[type[SQLModel], ...] = (Shop, Customer, Order, Award, Redemption, LedgerEntry, WebhookDelivery, Writeback,
                                       DataExport)  # fmt: skip
 
 
-# --- Shopify's side: payloads and signed deliveries ---------------------------------------------
-
-
-def compact(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
-
-
-def sign(body: bytes, secret: str = SHOPIFY_API_SECRET) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
-
-
-def moment(at: int) -> str:
-    return (T0 + timedelta(minutes=at)).isoformat()
-
-
-def money(amount: Decimal | str) -> dict[str, Any]:
-    value = f"{Decimal(amount):.2f}"
-    return {"shop_money": {"amount": value, "currency_code": "USD"},
-            "presentment_money": {"amount": value, "currency_code": "USD"}}  # fmt: skip
-
-
-def refund_payload(refund_id: int, amount: str, *, order_id: int = ORDER, at: int = 0) -> dict[str, Any]:
-    """A refund as refunds/create delivers it (and as it sits in an order's refunds[])."""
-    body = copy.deepcopy(CANNED_REFUND)
-    tx = {**body["transactions"][0], "id": refund_id + 1, "amount": amount, "created_at": moment(at)}
-    body.update(id=refund_id, order_id=order_id, transactions=[tx], created_at=moment(at), processed_at=moment(at))
-    return body
-
-
-def order_payload(
-    order_id: int = ORDER,
-    *,
-    at: int = 0,
-    financial_status: str = "paid",
-    total: str = "200.00",
-    customer: str | None = CUSTOMER,
-    refunds: Sequence[tuple[int, str]] = (),
-    cancelled: bool = False,
-    tags: str = "",
-    codes: Sequence[str] = (),
-) -> dict[str, Any]:
-    """The canned order as it stands `at` minutes into a sequence: money in shop money, current
-    total after refunds (as Shopify reports it), refunds with their transactions."""
-    body = copy.deepcopy(CANNED)
-    current = Decimal(total) - sum((Decimal(amount) for _, amount in refunds), Decimal(0))
-    body.update(
-        id=order_id,
-        name=f"#{order_id - ORDER + 1001}",
-        financial_status=financial_status,
-        cancelled_at=moment(at) if cancelled else None,
-        cancel_reason="customer" if cancelled else None,
-        tags=tags,
-        discount_codes=[{"code": code, "amount": "0.50", "type": "fixed_amount"} for code in codes],
-        total_price=f"{Decimal(total):.2f}",
-        total_price_set=money(total),
-        current_total_price=f"{current:.2f}",
-        current_total_price_set=money(current),
-        refunds=[refund_payload(rid, amount, order_id=order_id, at=at) for rid, amount in refunds],
-        created_at=moment(0),
-        updated_at=moment(at),
-    )
-    if customer is None:
-        body["customer"] = None
-    else:
-        body["customer"]["id"] = int(customer)
-    return body
-
-
-def shopify_headers(topic: str, body: bytes, secret: str, shop: str) -> dict[str, str]:
-    return {
-        "Content-Type": "application/json",
-        "X-Shopify-Topic": topic,
-        HMAC_HEADER: sign(body, secret),
-        "X-Shopify-Shop-Domain": shop,
-        "X-Shopify-API-Version": "2026-07",
-        "X-Shopify-Webhook-Id": str(uuid.uuid4()),
-        "X-Shopify-Triggered-At": "2026-11-01T12:00:00.000000Z",
-        "X-Shopify-Event-Id": str(uuid.uuid4()),
-    }
-
-
-def deliver(
-    client: FlaskClient,
-    topic: str,
-    payload: Any = None,
-    *,
-    body: bytes | None = None,
-    secret: str = SHOPIFY_API_SECRET,
-    shop: str = SHOP,
-    changes: Mapping[str, str | None] | None = None,
-) -> TestResponse:
-    """POST one delivery. `body` replaces the compact JSON of `payload`; `changes` sets headers
-    after signing (None removes one)."""
-    raw = compact(payload) if body is None else body
-    headers = shopify_headers(topic, raw, secret, shop)
-    for name, value in (changes or {}).items():
-        if value is None:
-            headers.pop(name, None)
-        else:
-            headers[name] = value
-    return client.post("/webhooks/shopify", data=raw, headers=headers)
-
-
-def accepted(client: FlaskClient, topic: str, payload: Any = None, **kwargs: Any) -> TestResponse:
-    response = deliver(client, topic, payload, **kwargs)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response
-
-
-# --- our side: the CLI and the tables -----------------------------------------------------------
-
-
-def clawback(runner: FlaskCliRunner, *args: str) -> Result:
-    result = runner.invoke(cli, list(args))
-    assert result.exit_code == 0, f"clawback {' '.join(args)} -> {result.exit_code}\n{result.output}"
-    return result
-
-
-def configure(runner: FlaskCliRunner, *pairs: str) -> None:
-    clawback(runner, "settings", "set", "--shop", SHOP, *pairs)
-
-
-def balance(runner: FlaskCliRunner, customer: str = CUSTOMER) -> int:
-    return int(json.loads(clawback(runner, "balance", "--shop", SHOP, "--customer", customer).stdout)["available"])
-
-
-def ledger(runner: FlaskCliRunner, *filters: str) -> list[dict[str, Any]]:
-    out = clawback(runner, "ledger", "--shop", SHOP, *filters).stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
-def moves(runner: FlaskCliRunner, order_id: int = ORDER) -> list[tuple[str, int]]:
-    return [(e["kind"], e["coins_delta"]) for e in ledger(runner, "--order", str(order_id))]
-
-
-def books_balance(runner: FlaskCliRunner) -> None:
-    assert clawback(runner, "check").stdout.startswith("ok:")
-
-
 def counts(db: Database) -> dict[str, int]:
-    with db.session() as session:
-        return {m.__tablename__: session.exec(select(func.count()).select_from(m)).one() for m in TABLES}  # type: ignore[attr-defined]
-
-
-def deliveries(db: Database) -> list[WebhookDelivery]:
-    with db.session() as session:
-        return list(session.exec(select(WebhookDelivery).order_by(WebhookDelivery.id)))  # type: ignore[arg-type]
+    return row_counts(db, *(m.__tablename__ for m in TABLES))  # type: ignore[attr-defined]
 
 
 def one(db: Database, model: type[SQLModel]) -> Any:
@@ -205,7 +64,7 @@ def one(db: Database, model: type[SQLModel]) -> Any:
 @pytest.fixture(autouse=True)
 def registered(runner: FlaskCliRunner) -> None:
     """The shop is installed (with an access token, so there are credentials to clear)."""
-    clawback(runner, "shop", "add", "--platform", "shopify", "--domain", SHOP, "--token", "shpat_test_token")
+    install(runner, SHOP, token="shpat_test_token")
 
 
 # --- refusals: nothing parsed, nothing stored ---------------------------------------------------
@@ -321,31 +180,15 @@ def test_an_unexpected_error_on_the_fast_path_is_a_500_and_stores_nothing(
     assert "webhook failed" in caplog.text
 
 
-@pytest.fixture
-def app_with(settings: Settings) -> Iterator[Any]:
-    """Build another app on the same database with some settings changed."""
-    built: list[Flask] = []
-
-    def build(**changes: Any) -> Flask:
-        application = create_app(settings.model_copy(update=changes))
-        application.config["TESTING"] = True
-        built.append(application)
-        return application
-
-    yield build
-    for application in built:
-        application.extensions["clawback"].db.dispose()
-
-
-def test_small_body_limit_from_settings(app_with: Any, db: Database) -> None:
-    client = app_with(max_body_bytes=4096).test_client()
+def test_small_body_limit_from_settings(make_app: Any, db: Database) -> None:
+    client = make_app(max_body_bytes=4096).test_client()
     before = counts(db)
     assert deliver(client, "orders/paid", PAID).status_code == 413  # the canned order is ~15 kB
     assert counts(db) == before
 
 
-def test_old_secret_is_accepted_while_rotating(app_with: Any, db: Database) -> None:
-    client = app_with(shopify_api_secret="new-secret", shopify_old_api_secret="old-secret").test_client()
+def test_old_secret_is_accepted_while_rotating(make_app: Any, db: Database) -> None:
+    client = make_app(shopify_api_secret="new-secret", shopify_old_api_secret="old-secret").test_client()
     accepted(client, "orders/create", order_payload(financial_status="pending"), secret="old-secret")
     accepted(client, "orders/paid", PAID, secret="new-secret")
     before = counts(db)

@@ -3,14 +3,11 @@ moves it into webhook_deliveries, exactly once, before processing it."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,26 +23,20 @@ from app.models import Shop, WebhookDelivery
 from app.storage.inbox import Inbox
 from app.storage.postgres import PostgresDeliveries
 from app.storage.sqlite import SqliteDeliveries
-from tests.conftest import SHOPIFY_API_SECRET
 from tests.factories import Books
-from tests.web.test_metrics import metric
+from tests.helpers import metric, post_webhook
+from tests.platforms.shopify import sign
 from web.cli import cli
 
 DOMAIN = "inbox-test.myshopify.com"
 
 
 @pytest.fixture
-def worker_app(settings: Settings, tmp_path: Path) -> Iterator[Flask]:
-    """The app as `clawback serve` runs it: a real queue in a file, the inbox beside the database."""
-    from web import create_app
-
+def worker_app(settings: Settings, make_app: Callable[..., Flask], tmp_path: Path) -> Flask:
+    """The app as `clawback serve` runs it: a real queue (so the worker polls), hence an inbox."""
     if not settings.database_url.startswith("sqlite"):
         pytest.skip("the inbox is SQLite's: PostgreSQL stores webhooks directly")
-    app = create_app(settings.model_copy(update={"queue_url": f"sqlite:///{tmp_path / 'queue.db'}"}))
-    app.config["TESTING"] = True
-    yield app
-    app.extensions["clawback"].deliveries.close()
-    app.extensions["clawback"].db.dispose()
+    return make_app(queue_url=f"sqlite:///{tmp_path / 'queue.db'}")
 
 
 def order(order_id: int, total: str, status: str = "paid") -> bytes:
@@ -58,11 +49,11 @@ def order(order_id: int, total: str, status: str = "paid") -> bytes:
 
 
 def post(client: FlaskClient, body: bytes, webhook_id: str, topic: str = "orders/paid") -> Any:
-    signature = base64.b64encode(hmac.new(SHOPIFY_API_SECRET.encode(), body, hashlib.sha256).digest()).decode()
-    response = client.post("/webhooks/shopify", data=body, headers={
-        "X-Shopify-Topic": topic, "X-Shopify-Hmac-Sha256": signature, "X-Shopify-Shop-Domain": DOMAIN,
+    """Deliver one webhook and leave it where the answer put it (the worker is the test's to run)."""
+    response = post_webhook(client, "shopify", body, {
+        "X-Shopify-Topic": topic, "X-Shopify-Hmac-Sha256": sign(body), "X-Shopify-Shop-Domain": DOMAIN,
         "X-Shopify-Webhook-Id": webhook_id, "Content-Type": "application/json",
-    })  # fmt: skip
+    }, process=False)  # fmt: skip
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()["status"]
 
@@ -146,14 +137,11 @@ def test_a_failed_move_keeps_every_row_and_an_erased_shop_s_rows_are_dropped(wor
     assert svc.deliveries.inbox.depth() == 0
 
 
-def test_no_inbox_in_memory_or_on_postgresql(settings: Settings, tmp_path: Path) -> None:
-    from web import create_app
-
-    in_memory = create_app(settings.model_copy(update={"database_url": "sqlite://"}))  # no file to put it beside
+def test_no_inbox_in_memory_or_on_postgresql(make_app: Callable[..., Flask]) -> None:
+    in_memory = make_app(database_url="sqlite://")  # no file to put the inbox beside
     assert isinstance(in_memory.extensions["clawback"].deliveries, SqliteDeliveries)
     assert in_memory.extensions["clawback"].deliveries.spooled() is None
-    elsewhere = create_app(settings.model_copy(update={"database_url": "postgresql://u:p@127.0.0.1:1/none",
-                                                       "queue_url": "redis://127.0.0.1:1/0"}))  # fmt: skip
+    elsewhere = make_app(database_url="postgresql://u:p@127.0.0.1:1/none", queue_url="redis://127.0.0.1:1/0")
     assert isinstance(elsewhere.extensions["clawback"].deliveries, PostgresDeliveries)
     assert elsewhere.extensions["clawback"].deliveries.spooled() is None
 

@@ -14,7 +14,8 @@ from app.db import Database
 from app.models import Shop
 from app.shops import read_credentials
 from tests.conftest import TEST_ENCRYPTION_KEY
-from tests.connectors.fynd.payloads import APPLICATION, COMPANY, CUSTOMER, SECRET, SHOP, compact, shipment_event, sign
+from tests.helpers import post_webhook
+from tests.platforms.fynd import APPLICATION, COMPANY, CUSTOMER, SECRET, SHOP, compact, shipment_event, sign
 from web.cli import cli
 
 ADD = ("shop", "add", "--platform", "fynd", "--company-id", str(COMPANY), "--application-id", APPLICATION,
@@ -88,6 +89,6 @@ def test_refused(runner: FlaskCliRunner, db: Database, args: tuple[str, ...], me
 def test_a_shop_added_by_the_cli_takes_signed_webhooks(runner: FlaskCliRunner, client: FlaskClient) -> None:
     ok(runner, *ADD, "--currency", "INR")
     raw = compact(shipment_event("delivery_done"))
-    response = client.post("/webhooks/fynd", data=raw, headers={"x-fp-signature": sign(raw)})
+    response = post_webhook(client, "fynd", raw, {"x-fp-signature": sign(raw)})
     assert response.status_code == 200, response.get_data(as_text=True)
     assert ok(runner, "balance", "--shop", SHOP, "--customer", CUSTOMER)["available"] == 500

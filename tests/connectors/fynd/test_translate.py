@@ -21,7 +21,7 @@ from app.events import Ignored, OrderChanged
 from app.models import Shop
 from app.snapshot import OrderSnapshot, Refund, Status
 from connectors.fynd import DEFAULT_SETTINGS, FyndConnector, default_settings, event_topic, shop_domain, translate
-from tests.connectors.fynd.payloads import (
+from tests.platforms.fynd import (
     APPLICATION,
     CANNED,
     COMPANY,

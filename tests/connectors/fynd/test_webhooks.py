@@ -8,36 +8,38 @@ named shop's own. Every refusal is checked to have stored nothing at all.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import func
 from sqlmodel import SQLModel, select
-from werkzeug.test import TestResponse
 
 from app.db import Database
 from app.models import Award, Customer, LedgerEntry, Order, Redemption, Shop, WebhookDelivery
-from app.shops import register_shop
-from connectors.fynd import default_settings
-from tests.connectors.fynd.payloads import (
+from tests.helpers import deliveries, row_counts
+from tests.platforms.fynd import (
     APPLICATION,
     COMPANY,
     CUSTOMER,
     PING,
     SECRET,
     SHOP,
+    SIGNATURE,
+    accepted,
+    balance,
+    books_balance,
     compact,
+    configure,
+    deliver,
+    install,
+    ledger,
+    moves,
+    redeem,
     shipment_event,
     sign,
 )
-from web.cli import cli
 
-SIGNATURE = "x-fp-signature"
 UPDATE = "application/shipment/update/v1"
 TABLES: tuple[type[SQLModel], ...] = (Shop, Customer, Order, Award, Redemption, LedgerEntry, WebhookDelivery)
 OTHER_APPLICATION = "65b2185e0eae7612ed0c9999"
@@ -45,94 +47,16 @@ OTHER_SHOP = f"fynd:{COMPANY}:{OTHER_APPLICATION}"
 OTHER_SECRET = "another-extension-secret"
 
 
-# --- Fynd's side ----------------------------------------------------------------------------------
-
-
-def deliver(
-    client: FlaskClient,
-    payload: Any = None,
-    *,
-    body: bytes | None = None,
-    secret: str = SECRET,
-    changes: Mapping[str, str | None] | None = None,
-) -> TestResponse:
-    """POST one delivery. `body` replaces the compact JSON of `payload`; `changes` sets headers after
-    signing (None removes one)."""
-    raw = compact(payload) if body is None else body
-    headers: dict[str, str] = {"Content-Type": "application/json", SIGNATURE: sign(raw, secret)}
-    if isinstance(payload, Mapping) and isinstance(payload.get("event"), Mapping) and payload["event"].get("id"):
-        headers["x-fp-event-id"] = str(payload["event"]["id"])
-    for name, value in (changes or {}).items():
-        if value is None:
-            headers.pop(name, None)
-        else:
-            headers[name] = value
-    return client.post("/webhooks/fynd", data=raw, headers=headers)
-
-
-def accepted(client: FlaskClient, payload: Any = None, **kwargs: Any) -> TestResponse:
-    response = deliver(client, payload, **kwargs)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response
-
-
-# --- our side -------------------------------------------------------------------------------------
-
-
-def clawback(runner: FlaskCliRunner, *args: str) -> Result:
-    result = runner.invoke(cli, list(args))
-    assert result.exit_code == 0, f"clawback {' '.join(args)} -> {result.exit_code}\n{result.output}"
-    return result
-
-
-def configure(runner: FlaskCliRunner, *pairs: str) -> None:
-    clawback(runner, "settings", "set", "--shop", SHOP, *pairs)
-
-
-def balance(runner: FlaskCliRunner, customer: str = CUSTOMER) -> int:
-    return int(json.loads(clawback(runner, "balance", "--shop", SHOP, "--customer", customer).stdout)["available"])
-
-
-def redeem(runner: FlaskCliRunner, coins: int, code: str) -> None:
-    clawback(runner, "redeem", "--shop", SHOP, "--customer", CUSTOMER, "--coins", str(coins), "--code", code)
-
-
-def ledger(runner: FlaskCliRunner, *filters: str) -> list[dict[str, Any]]:
-    out = clawback(runner, "ledger", "--shop", SHOP, *filters).stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
-def moves(runner: FlaskCliRunner, shipment: str) -> list[tuple[str, int]]:
-    return [(e["kind"], e["coins_delta"]) for e in ledger(runner, "--order", shipment)]
-
-
-def books_balance(runner: FlaskCliRunner) -> None:
-    assert clawback(runner, "check").stdout.startswith("ok:")
-
-
 def counts(db: Database) -> dict[str, int]:
-    with db.session() as session:
-        return {m.__tablename__: session.exec(select(func.count()).select_from(m)).one() for m in TABLES}  # type: ignore[attr-defined]
-
-
-def deliveries(db: Database) -> list[WebhookDelivery]:
-    with db.session() as session:
-        return list(session.exec(select(WebhookDelivery).order_by(WebhookDelivery.id)))  # type: ignore[arg-type]
-
-
-def add_shop(app: Flask, domain: str, secret: str, **credentials: str) -> None:
-    svc = app.extensions["clawback"]
-    with svc.db.session() as session:
-        register_shop(session, svc.vault, platform="fynd", domain=domain, currency="INR",
-                      credentials={"api_secret": secret, **credentials}, settings=default_settings())  # fmt: skip
+    return row_counts(db, *(m.__tablename__ for m in TABLES))  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)
 def registered(app: Flask) -> None:
     """The sales channel is registered with the seed's defaults (as `clawback shop add --platform
     fynd` does), and so is a second channel of the same company under another secret."""
-    add_shop(app, SHOP, SECRET)
-    add_shop(app, OTHER_SHOP, OTHER_SECRET)
+    install(app, SHOP, SECRET)
+    install(app, OTHER_SHOP, OTHER_SECRET)
 
 
 # --- refusals: nothing parsed, nothing stored -----------------------------------------------------
@@ -183,7 +107,7 @@ def test_the_other_channel_is_a_shop_of_its_own(client: FlaskClient, runner: Fla
 
 
 def test_old_secret_is_accepted_while_rotating(app: Flask, client: FlaskClient, runner: FlaskCliRunner) -> None:
-    add_shop(app, SHOP, "rotated-secret", old_api_secret=SECRET)
+    install(app, SHOP, "rotated-secret", old_api_secret=SECRET)
     accepted(client, shipment_event("bag_confirmed"), secret=SECRET)
     accepted(client, shipment_event("delivery_done", at=5), secret="rotated-secret")
     assert balance(runner) == 500

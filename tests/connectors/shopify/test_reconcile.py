@@ -101,7 +101,7 @@ def test_reconcile_corrects_what_lost_webhooks_left_behind(runner: FlaskCliRunne
     run(runner, "shop", "add", "--platform", "shopify", "--domain", SHOP, "--token", "shpat_reconcile")
     run(runner, "settings", "set", "--shop", SHOP, "revert.enabled=true")
     # Webhooks told us order 1 was paid; its cancellation and order 2 never arrived.
-    from tests.web.test_webhooks_shopify import deliver, order_payload  # the same signed path as Shopify
+    from tests.platforms.shopify import deliver, order_payload  # the same signed path as Shopify
 
     paid = order_payload(1, financial_status="paid", total="120.00", customer="501")
     assert deliver(runner.app.test_client(), "orders/paid", paid, shop=SHOP).status_code == 200

@@ -33,7 +33,8 @@ from app.models import Shop
 from app.shops import read_credentials, register_shop
 from connectors.shopify import oauth
 from tests.conftest import SHOPIFY_API_KEY, SHOPIFY_API_SECRET
-from web import create_app
+from tests.hostile.world import World, csp_sources, fingerprint
+from tests.platforms.shopify import claims_for, hs256
 
 BASE_URL = "https://clawback.example"
 SHOP = "clawback-test.myshopify.com"
@@ -161,22 +162,6 @@ def parse_iso(value: str) -> datetime:
 @pytest.fixture
 def vault(app: Flask) -> Vault:
     return app.extensions["clawback"].vault
-
-
-@pytest.fixture
-def app_with(settings: Settings) -> Iterator[Callable[..., Flask]]:
-    """Another app on the same database with some settings changed."""
-    built: list[Flask] = []
-
-    def build(**changes: Any) -> Flask:
-        application = create_app(settings.model_copy(update=changes))
-        application.config["TESTING"] = True
-        built.append(application)
-        return application
-
-    yield build
-    for application in built:
-        application.extensions["clawback"].db.dispose()
 
 
 # --- the first load: verified, exchanged, stored -------------------------------------------------
@@ -405,9 +390,9 @@ def test_the_bounce_page_frames_only_for_a_shopify_shop(client: FlaskClient, sho
 
 
 def test_a_token_signed_with_the_old_secret_is_accepted_while_rotating(
-    app_with: Callable[..., Flask], db: Database, vault: Vault, shopify: TokenServer
+    make_app: Callable[..., Flask], db: Database, vault: Vault, shopify: TokenServer
 ) -> None:
-    rotating = app_with(shopify_old_api_secret="old").test_client()
+    rotating = make_app(shopify_old_api_secret="old").test_client()
     response = load(rotating, session_token(secret="old"))
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.headers["Content-Security-Policy"] == CSP
@@ -489,3 +474,37 @@ def test_an_expired_refresh_token_is_not_even_tried(settings: Settings, token_se
     with token_server.client() as http, pytest.raises(oauth.TokenError):
         oauth.fresh_credentials(settings, SHOP, creds, http=http)
     assert token_server.requests == []
+
+
+# --- what the hostile-input sweep found (tests/hostile) --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw_shop",
+    ["ab.myshopify.com%0A", "ab.myshopify.com%E2%80%A8", "ab.myshopify.com%0B", "ab", "AB.MYSHOPIFY.COM"],
+    ids=["newline: was a 500", "U+2028: not latin-1", "vertical tab", "short name: was https://ab", "upper case"],
+)
+def test_patch_id_token_frames_only_the_checked_shop(installed: World, raw_shop: str) -> None:
+    """Bug G of the hostile-input sweep (tests/hostile).
+
+    The page checked the sanitized ?shop= but shopifyapp copied the raw value into its CSP."""
+    response = installed.get(f"/auth/shopify/patch-id-token?shop={raw_shop}&shopify-reload=/app")
+    installed.check_answer(response, "patch-id-token")
+    assert response.status_code in (200, 400)
+    if response.status_code == 200:
+        assert csp_sources(response) == ["https://ab.myshopify.com", "https://admin.shopify.com"]
+
+
+@pytest.mark.parametrize(
+    "claims", [{"dest": 123}, {"dest": None}, {"iss": ["x"]}, {"exp": "soon"}], ids=["dest 123", "dest null",
+                                                                                      "iss list", "exp text"]
+)  # fmt: skip
+def test_a_signed_session_token_with_non_string_claims_is_refused(installed: World, claims: dict[str, Any]) -> None:
+    """Bug I of the hostile-input sweep (tests/hostile).
+
+    Needs the app secret: non-string dest/iss made shopifyapp/PyJWT raise inside GET /app."""
+    before = fingerprint(installed.db)
+    response = installed.get("/app", {"id_token": hs256(claims_for(SHOP) | claims), "shop": SHOP})
+    installed.check_answer(response, "/app with non-string claims")
+    assert response.status_code in (302, 401)
+    assert fingerprint(installed.db) == before

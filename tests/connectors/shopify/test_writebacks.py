@@ -34,7 +34,7 @@ from connectors.shopify import client as admin
 from connectors.shopify import writeback
 from tests.conftest import SHOPIFY_API_KEY, SHOPIFY_API_SECRET
 from tests.factories import Books, snap
-from web.cli import cli
+from tests.helpers import clawback
 
 SHOP = "clawback-test.myshopify.com"
 CUSTOMER = "7001"
@@ -171,12 +171,6 @@ def flag(books: Books, tag: str = "Fraud") -> None:
 
 def entries(books: Books) -> list[tuple[str, str, int, int]]:
     return [(e.kind, e.reason, e.coins_delta, e.shortfall_delta) for e in books.entries()]
-
-
-def clawback(runner: FlaskCliRunner, *args: str) -> Result:
-    result = runner.invoke(cli, list(args))
-    assert result.exit_code == 0, f"clawback {' '.join(args)} -> {result.exit_code}\n{result.output}"
-    return result
 
 
 def lines(result: Result) -> list[dict[str, Any]]:

@@ -21,12 +21,13 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func
 from sqlmodel import SQLModel, select
+from werkzeug.test import TestResponse
 
 from app.db import Database
 from app.models import InstallToken, Shop, Writeback
 from app.shops import read_credentials
-from tests.connectors.woocommerce.payloads import STORE, fixture
-from tests.helpers import row_counts
+from tests.helpers import row_counts, work
+from tests.platforms.woocommerce import STORE, fixture
 from web.cli import cli
 
 API = f"{STORE}/wp-json/wc/v3"
@@ -37,6 +38,14 @@ TABLES: tuple[type[SQLModel], ...] = (Shop, Writeback)
 
 def counts(db: Database) -> dict[str, int]:
     return row_counts(db, "shops", "writebacks")
+
+
+def callback(client: FlaskClient, body: Any) -> TestResponse:
+    """WooCommerce posting the keys to our callback (WC_Auth::post_consumer_data sends JSON), then
+    the worker run once (`work`): a good callback queues the webhook registration."""
+    response = client.post("/auth/woocommerce/callback", json=body)
+    work(client.application)
+    return response
 
 
 def start(client: FlaskClient, store_url: str = STORE + "/") -> dict[str, str]:
@@ -81,7 +90,7 @@ def connected(client: FlaskClient) -> list[Any]:
     """A store connected through the whole exchange; the webhooks it was asked to create."""
     created = store_api(responses.mock)
     token = start(client)["user_id"]
-    assert client.post("/auth/woocommerce/callback", json=keys(token)).status_code == 200
+    assert callback(client, keys(token)).status_code == 200
     return created
 
 
@@ -134,7 +143,7 @@ def test_a_good_callback_stores_the_keys_and_registers_the_webhooks(
 ) -> None:
     created = store_api(responses.mock)
     token = start(client)["user_id"]
-    response = client.post("/auth/woocommerce/callback", json=keys(token))
+    response = callback(client, keys(token))
     assert response.status_code == 200, response.get_data(as_text=True)
     shop = shop_row(db)
     assert (shop.platform, shop.currency, shop.uninstalled_at) == ("woocommerce", "EUR", None)
@@ -165,9 +174,9 @@ def test_a_good_callback_stores_the_keys_and_registers_the_webhooks(
 def test_a_replayed_callback_is_refused_and_changes_nothing(app: Flask, client: FlaskClient, db: Database) -> None:
     store_api(responses.mock)
     token = start(client)["user_id"]
-    assert client.post("/auth/woocommerce/callback", json=keys(token)).status_code == 200
+    assert callback(client, keys(token)).status_code == 200
     before, calls, stored = counts(db), len(responses.calls), credentials(app, db)
-    replay = client.post("/auth/woocommerce/callback", json=keys(token, consumer_key="ck_" + "c3" * 20))
+    replay = callback(client, keys(token, consumer_key="ck_" + "c3" * 20))
     assert replay.status_code == 403
     assert counts(db) == before and len(responses.calls) == calls and credentials(app, db) == stored
 
@@ -176,7 +185,7 @@ def test_a_replayed_callback_is_refused_and_changes_nothing(app: Flask, client: 
 def test_a_forged_callback_is_refused_without_calling_anyone(client: FlaskClient, db: Database) -> None:
     store_api(responses.mock)
     start(client)
-    response = client.post("/auth/woocommerce/callback", json=keys("forged-token-" + "x" * 30))
+    response = callback(client, keys("forged-token-" + "x" * 30))
     assert response.status_code == 403
     assert len(responses.calls) == 0
     assert counts(db) == {"shops": 0, "writebacks": 0}
@@ -190,7 +199,7 @@ def test_an_expired_token_is_refused(client: FlaskClient, db: Database) -> None:
         row = session.exec(select(InstallToken)).one()
         row.expires_at = row.created_at
         session.add(row)
-    assert client.post("/auth/woocommerce/callback", json=keys(token)).status_code == 403
+    assert callback(client, keys(token)).status_code == 403
     assert counts(db)["shops"] == 0
 
 
@@ -213,7 +222,7 @@ def test_a_callback_not_in_the_documented_shape_is_400(
 ) -> None:
     store_api(responses.mock)
     token = start(client)["user_id"]
-    response = client.post("/auth/woocommerce/callback", json=keys(token) | change)
+    response = callback(client, keys(token) | change)
     assert response.status_code == 400
     assert len(responses.calls) == 0 and counts(db)["shops"] == 0
 
@@ -235,7 +244,7 @@ def test_keys_the_store_does_not_accept_are_not_kept(
         json={"code": "woocommerce_rest_cannot_view", "message": "Sorry, you cannot list resources."},
     )
     token = start(client)["user_id"]
-    assert client.post("/auth/woocommerce/callback", json=keys(token)).status_code == answer
+    assert callback(client, keys(token)).status_code == answer
     assert counts(db)["shops"] == 0
     with db.session() as session:
         assert session.exec(select(InstallToken)).one().used_at is None  # the merchant may try again
@@ -247,7 +256,7 @@ def test_a_registration_that_fails_halfway_resumes_without_duplicates(
 ) -> None:
     created = store_api(responses.mock, fail_webhook_after=2)
     token = start(client)["user_id"]
-    assert client.post("/auth/woocommerce/callback", json=keys(token)).status_code == 200
+    assert callback(client, keys(token)).status_code == 200
     assert credentials(app, db)["webhook_ids"] == {"order.created": 142, "order.updated": 143}
     with db.session() as session:
         row = session.exec(select(Writeback).where(Writeback.kind == "register_webhooks")).one()
@@ -271,7 +280,7 @@ def test_without_the_companion_plugin_the_store_connects_all_the_same(
 ) -> None:
     store_api(responses.mock, plugin=False)
     token = start(client)["user_id"]
-    assert client.post("/auth/woocommerce/callback", json=keys(token)).status_code == 200
+    assert callback(client, keys(token)).status_code == 200
     assert credentials(app, db)["launch_secret_sent"] is False
     with db.session() as session:
         assert session.exec(select(Writeback)).one().status == "done"

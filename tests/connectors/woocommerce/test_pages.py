@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from app.db import Database
-from tests.connectors.woocommerce.payloads import order
-from tests.connectors.woocommerce.test_webhooks import accepted, moves
-from tests.connectors.woocommerce.test_webhooks import store as store  # the shared fixture
 from tests.factories import Books
+from tests.platforms.woocommerce import accepted, moves, order
 from tests.web.test_admin import follow, link_to, settings_of, submit, text
 from tests.web.test_admin import sign as sign
 
 ACTION = "/admin/features/woocommerce"
+pytestmark = pytest.mark.usefixtures("store")
 
 
 def woo_shop_id(books: Books) -> int:

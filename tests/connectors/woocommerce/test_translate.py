@@ -10,7 +10,7 @@ import pytest
 from app.shop_settings import ShopSettings, apply_changes
 from app.snapshot import Refund, Status
 from connectors.woocommerce import store_from_source, translate
-from tests.connectors.woocommerce.payloads import STORE, fixture, order
+from tests.platforms.woocommerce import STORE, fixture, order
 
 PLAIN = ShopSettings().woocommerce
 
