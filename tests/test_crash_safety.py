@@ -2,8 +2,8 @@
 
 Every test here runs the installed `clawback` script in subprocesses (`worker`, `serve`, `ledger`,
 `deliveries`, `replay`) against a database and a SQLite queue file in tmp_path, where the other
-tests run the worker's steps in their own process (`tests.helpers.work`). The database is SQLite, or the PostgreSQL server named
-by CLAWBACK_TEST_DATABASE_URL; the queue is always a SQLite file.
+tests run the worker's steps in their own process (`tests.helpers.work`). The database is SQLite,
+or the PostgreSQL server named by CLAWBACK_TEST_DATABASE_URL; the queue is always a SQLite file.
 
 To catch a worker in the middle of a transaction deterministically, the test holds a lock the
 worker needs: on SQLite the database's write lock (`BEGIN IMMEDIATE`: the worker waits in

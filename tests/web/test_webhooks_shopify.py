@@ -139,11 +139,12 @@ def test_the_fast_path_and_the_route_refuse_alike(client: FlaskClient, kwargs: d
     assert fast.status_code == status and fast.mimetype == "application/json"
 
 
-def test_the_fast_path_and_the_route_accept_alike(client: FlaskClient, app: Flask, db: Database) -> None:
+def test_the_fast_path_and_the_route_accept_alike(
+    client: FlaskClient, app: Flask, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[bool] = []
-    import web.webhooks
-
-    real = web.webhooks.find_shop
+    store = app.extensions["clawback"].deliveries
+    real = store.find_shop
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         from flask import has_request_context
@@ -151,13 +152,11 @@ def test_the_fast_path_and_the_route_accept_alike(client: FlaskClient, app: Flas
         seen.append(has_request_context())
         return real(*args, **kwargs)
 
-    web.webhooks.find_shop = spy  # type: ignore[assignment]
-    try:
-        first = deliver(client, "orders/paid", PAID, changes={"X-Shopify-Webhook-Id": "first-id"})
-        again = _via(client, "?via=route", "orders/paid", PAID, changes={"X-Shopify-Webhook-Id": "other-id"})
-        same = deliver(client, "orders/paid", PAID, changes={"X-Shopify-Webhook-Id": "first-id"})  # a duplicate
-    finally:
-        web.webhooks.find_shop = real  # type: ignore[assignment]
+    monkeypatch.setattr(store, "find_shop", spy)
+    first = deliver(client, "orders/paid", PAID, changes={"X-Shopify-Webhook-Id": "first-id"})
+    again = _via(client, "?via=route", "orders/paid", PAID, changes={"X-Shopify-Webhook-Id": "other-id"})
+    same = deliver(client, "orders/paid", PAID, changes={"X-Shopify-Webhook-Id": "first-id"})  # a duplicate
+    monkeypatch.undo()
     assert [r.get_json() for r in (first, again, same)] == [{"status": "accepted"}] * 2 + [{"status": "duplicate"}]
     assert seen == [False, True, False]  # no Flask request context on the fast path
     big = compact({**PAID, "note": "x" * app.config["MAX_CONTENT_LENGTH"]})
@@ -173,7 +172,7 @@ def test_an_unexpected_error_on_the_fast_path_is_a_500_and_stores_nothing(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the disk is full")
 
-    monkeypatch.setattr("web.webhooks.accept", broken)
+    monkeypatch.setattr(client.application.extensions["clawback"].deliveries, "accept", broken)
     response = deliver(client, "orders/paid", PAID)
     assert response.status_code == 500 and "nothing was stored" in response.get_json()["error"]
     assert deliveries(db) == []
