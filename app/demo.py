@@ -9,12 +9,12 @@ from sqlmodel import Session, select
 
 from app import wallet
 from app.crypto import Vault
+from app.domain.shop_settings import ShopSettings, apply_changes
+from app.domain.snapshot import OrderSnapshot, Refund, Status
 from app.models import Shop, utcnow
 from app.rows import OrmRows
 from app.service import apply_snapshot, release_due
-from app.shop_settings import ShopSettings, apply_changes
 from app.shops import register_shop
-from app.snapshot import OrderSnapshot, Refund, Status
 
 DEMO_DOMAIN = "demo.clawback.test"
 SOURCE = "demo"

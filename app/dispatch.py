@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from app import privacy
-from app.events import (
+from app.domain.events import (
     AppUninstalled,
     CustomerDataRequested,
     CustomerRedacted,
@@ -22,10 +22,10 @@ from app.events import (
     OrderChanged,
     ShopRedacted,
 )
+from app.domain.snapshot import STICKY, OrderSnapshot
 from app.models import Shop, as_utc
 from app.rows import Rows
 from app.service import Outcome, apply_snapshot
-from app.snapshot import STICKY, OrderSnapshot
 
 log = logging.getLogger(__name__)
 

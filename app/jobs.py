@@ -32,9 +32,9 @@ from sqlmodel import col, select
 
 from app import pipeline, reconcile, service, writebacks
 from app.db import Database
+from app.domain.snapshot import OrderSnapshot
 from app.errors import ClawbackError
 from app.models import Shop, WebhookDelivery, utcnow
-from app.snapshot import OrderSnapshot
 from app.storage.deliveries import Deliveries
 
 log = logging.getLogger(__name__)

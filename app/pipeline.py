@@ -29,8 +29,8 @@ from sqlmodel import Session, col, select
 from app import privacy
 from app.db import Database
 from app.dispatch import ROW_CHANGING, carry_out
+from app.domain.events import Event, OrderAmended, OrderChanged
 from app.errors import MalformedDelivery
-from app.events import Event, OrderAmended, OrderChanged
 from app.models import Shop, WebhookDelivery, utcnow
 from app.rows import BatchRows, OrmRows, Rows
 from app.service import Outcome

@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 
 from app import pipeline
 from app.db import Database
-from app.events import OrderChanged
+from app.domain.events import OrderChanged
+from app.domain.snapshot import OrderSnapshot
 from app.models import Shop, as_utc, utcnow
 from app.pipeline import Work
-from app.snapshot import OrderSnapshot
 from app.storage.deliveries import Deliveries
 
 FIRST_SYNC_LOOKBACK = timedelta(days=1)

@@ -14,12 +14,13 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, select
 
-from app import ledger, rules, writebacks
+from app import ledger, writebacks
+from app.domain import rules
 from app.domain.postings import Entry, Posting
+from app.domain.shop_settings import ShopSettings
+from app.domain.snapshot import OrderSnapshot, normalize_tag
 from app.models import Award, Customer, Order, Redemption, Shop, utcnow
 from app.rows import Rows
-from app.shop_settings import ShopSettings
-from app.snapshot import OrderSnapshot, normalize_tag
 
 
 @dataclass

@@ -10,9 +10,9 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlmodel import Session, select
 
 from app.crypto import Vault
+from app.domain.shop_settings import ShopSettings, apply_changes
 from app.errors import InvalidInput, NotFound
 from app.models import PLATFORMS, Shop
-from app.shop_settings import ShopSettings, apply_changes
 
 # Anchored: the whole string, a single DNS label, then .myshopify.com. Nothing else is a shop.
 SHOPIFY_DOMAIN = re.compile(r"\A[a-z0-9][a-z0-9-]{0,60}\.myshopify\.com\Z")

@@ -9,11 +9,11 @@ from sqlmodel import Session, select
 
 from app import ledger, writebacks
 from app.domain.postings import Entry, Posting
+from app.domain.shop_settings import ShopSettings
+from app.domain.snapshot import OrderSnapshot
 from app.errors import InsufficientCoins, InvalidInput, NotFound
 from app.models import Customer, Order, Redemption, Shop
 from app.service import post, settle_redemptions
-from app.shop_settings import ShopSettings
-from app.snapshot import OrderSnapshot
 
 MAX_COINS = 10**12
 MAX_ID_CHARS = 64  # the platform id columns

@@ -1,6 +1,6 @@
 """Platform connectors: one package per platform behind `connectors.base.Connector`, found by name.
 
-A connector verifies a delivery, identifies it, and parses it into an `app.snapshot.OrderSnapshot`;
+A connector verifies a delivery, identifies it, and parses it into an `app.domain.snapshot.OrderSnapshot`;
 it never touches the ledger (the service does). Connectors register themselves with `register`.
 """
 

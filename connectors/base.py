@@ -24,10 +24,10 @@ from app import jsoncodec
 from app.config import Settings
 from app.crypto import Vault
 from app.db import Database
+from app.domain.events import Event, Ignored
+from app.domain.snapshot import OrderSnapshot
 from app.errors import MalformedDelivery
-from app.events import Event, Ignored
 from app.models import Shop
-from app.snapshot import OrderSnapshot
 from app.writebacks import Executor
 
 

@@ -15,14 +15,14 @@ from sqlmodel import select
 from app import audit, jsoncodec, pipeline, wallet
 from app.crypto import Vault
 from app.db import Database
-from app.events import Event, OrderChanged
+from app.domain.events import Event, OrderChanged
+from app.domain.shop_settings import ShopSettings, apply_changes
+from app.domain.snapshot import OrderSnapshot, Refund, Status
 from app.ledger import Entry
 from app.models import Award, Customer, LedgerEntry, Redemption, Shop
 from app.pipeline import Parser, Work
 from app.service import Outcome, release_due
-from app.shop_settings import ShopSettings, apply_changes
 from app.shops import register_shop
-from app.snapshot import OrderSnapshot, Refund, Status
 from app.storage.deliveries import Deliveries
 from app.storage.open import open_deliveries
 

@@ -32,9 +32,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from app.config import Settings
-from app.events import Event, Ignored, OrderChanged
+from app.domain.events import Event, Ignored, OrderChanged
+from app.domain.shop_settings import ShopSettings, apply_changes
 from app.models import Shop
-from app.shop_settings import ShopSettings, apply_changes
 from connectors import register
 from connectors.base import Connector, Delivery, hmac_sha256_matches
 from connectors.fynd import translate

@@ -38,8 +38,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from app.domain.snapshot import MAX_ID_CHARS, OrderSnapshot, Refund, Status
 from app.errors import TranslationError
-from app.snapshot import MAX_ID_CHARS, OrderSnapshot, Refund, Status
 
 PLATFORM = "fynd"
 

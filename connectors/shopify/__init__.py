@@ -11,7 +11,7 @@ from typing import Any
 from app.config import Settings
 from app.crypto import Vault
 from app.db import Database
-from app.events import (
+from app.domain.events import (
     AppUninstalled,
     CustomerDataRequested,
     CustomerRedacted,
@@ -21,8 +21,8 @@ from app.events import (
     OrderChanged,
     ShopRedacted,
 )
+from app.domain.snapshot import OrderSnapshot, Refund, Status
 from app.models import Shop
-from app.snapshot import OrderSnapshot, Refund, Status
 from app.writebacks import Executor
 from connectors import register
 from connectors.base import Connector, Delivery, hmac_sha256_matches

@@ -12,8 +12,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from app.domain.snapshot import MAX_AMOUNT, OrderSnapshot, Refund, Status, normalize_tags
 from app.errors import TranslationError
-from app.snapshot import MAX_AMOUNT, OrderSnapshot, Refund, Status, normalize_tags
 
 # financial_status → canonical. Anything not listed is UNKNOWN (and earns nothing on its own).
 FINANCIAL_STATUS: Mapping[str | None, frozenset[Status]] = {

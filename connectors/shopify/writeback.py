@@ -17,11 +17,11 @@ from sqlmodel import Session
 from app import ledger
 from app.config import Settings
 from app.crypto import Vault
+from app.domain.rules import minor_units
+from app.domain.shop_settings import ShopSettings
 from app.errors import GiveUp, RetryLater
 from app.models import Shop, Writeback, utcnow
-from app.rules import minor_units
 from app.service import flag_customer
-from app.shop_settings import ShopSettings
 from app.shops import read_credentials, store_credentials
 from app.writebacks import Executor, keep_whatever_happens, record_platform_shortfall
 from connectors.shopify.client import AdminClient, Throttled, TokenRevoked, UserError

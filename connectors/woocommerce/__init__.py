@@ -31,12 +31,12 @@ from typing import Any
 from app.config import Settings
 from app.crypto import Vault
 from app.db import Database
+from app.domain.events import Event, Ignored, OrderAmended, OrderChanged
+from app.domain.shop_settings import ShopSettings
+from app.domain.snapshot import OrderSnapshot, Status
 from app.errors import InvalidInput
-from app.events import Event, Ignored, OrderAmended, OrderChanged
 from app.models import Shop
-from app.shop_settings import ShopSettings
 from app.shops import normalize_store_url, read_credentials
-from app.snapshot import OrderSnapshot, Status
 from app.writebacks import Executor
 from connectors import register
 from connectors.base import Connector, Delivery, hmac_sha256_matches

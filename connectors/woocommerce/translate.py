@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from app.domain.shop_settings import WooCommerceSettings
+from app.domain.snapshot import MAX_AMOUNT, MAX_ID_CHARS, OrderSnapshot, Refund, Status
 from app.errors import TranslationError
-from app.shop_settings import WooCommerceSettings
-from app.snapshot import MAX_AMOUNT, MAX_ID_CHARS, OrderSnapshot, Refund, Status
 
 PLATFORM = "woocommerce"
 

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from app.crypto import Vault
 from app.db import Database
+from app.domain.snapshot import OrderSnapshot
 from app.models import Shop
 from app.rows import OrmRows
 from app.service import apply_snapshot
-from app.snapshot import OrderSnapshot
 from tests.factories import Books, snap
 
 SETTINGS = {"revert__enabled": "true", "revert__tags": "chargeback", "revert__shortfall": "negative"}

@@ -28,8 +28,8 @@ from hypothesis.stateful import (
 
 from app.crypto import Vault
 from app.db import Database
+from app.domain.snapshot import OrderSnapshot
 from app.errors import InsufficientCoins
-from app.snapshot import OrderSnapshot
 from tests.factories import T0, Books, snap
 
 CUSTOMERS = ("c1", "c2", "c3")

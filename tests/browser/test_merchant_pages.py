@@ -21,8 +21,8 @@ from sqlmodel import select
 
 from app.db import Database
 from app.demo import DEMO_DOMAIN, seed
+from app.domain.shop_settings import ShopSettings
 from app.models import Shop
-from app.shop_settings import ShopSettings
 from tests.browser.conftest import Screens, Tab
 from tests.conftest import SHOPIFY_API_SECRET
 from tests.factories import Books

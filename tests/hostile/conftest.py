@@ -8,7 +8,7 @@ for every topic in `connectors.shopify.TOPICS`), POST /webhooks/<unknown>, GET /
 /metrics (and the non-production overview pages), the JSON API under /api/v1 (shop, balance,
 history, redeem, with every kind of token), POST /webhooks/woocommerce (signed and forged, hostile
 headers and bodies), the WooCommerce key exchange (/auth/woocommerce/connect, /callback, /return)
-and the plugin's /wordpress/launch, `app.shop_settings.apply_changes` and `clawback settings set`.
+and the plugin's /wordpress/launch, `app.domain.shop_settings.apply_changes` and `clawback settings set`.
 
 Inputs tried per endpoint are printed (stderr and a warning in the summary), recorded as junit
 properties, and merged across xdist workers into test-artifacts/hostile-inputs.txt (here: every test

@@ -1,4 +1,4 @@
-"""Hostile settings: `app.shop_settings.apply_changes` refuses with InvalidInput or returns settings
+"""Hostile settings: `app.domain.shop_settings.apply_changes` refuses with InvalidInput or returns settings
 that survive the database and work for an ordinary order; `clawback settings set` exits 0 with the
 stored settings or 2 with a message and nothing written, never a traceback."""
 
@@ -14,10 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlmodel import select
 
-from app import rules
+from app.domain import rules
+from app.domain.shop_settings import KEYS, ShopSettings, apply_changes
 from app.errors import InvalidInput
 from app.models import Shop
-from app.shop_settings import KEYS, ShopSettings, apply_changes
 from tests.factories import snap
 from tests.hostile.strategies import LONG_TEXT, NUMERIC_STRINGS, TAGS, TEXT, VALUE, sweep_settings
 from tests.hostile.world import MARKS, OTHER, SHOP, STRANGER, TRIED, World, fingerprint

@@ -30,9 +30,9 @@ from werkzeug.test import TestResponse
 from app.config import Settings
 from app.db import Database
 from app.demo import DEMO_DOMAIN, seed
+from app.domain.shop_settings import ShopSettings
 from app.errors import ConfigError
 from app.models import Customer, LedgerEntry, Shop, utcnow
-from app.shop_settings import ShopSettings
 from tests.factories import Books, snap
 from web import create_app
 from web.admin import activity as admin_activity

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from app.domain.rules import EarnRule
+from app.domain.shop_settings import ShopSettings
 from app.models import Shop
-from app.rules import EarnRule
-from app.shop_settings import ShopSettings
 
 STATUS_LABELS = {
     "refunded": "Refunded",

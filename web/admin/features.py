@@ -9,7 +9,7 @@ from flask import request
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
-from app.shop_settings import ShopSettings
+from app.domain.shop_settings import ShopSettings
 from app.shops import shop_settings
 from web.admin._common import bp, render
 from web.admin.catalog import Feature, shown_to

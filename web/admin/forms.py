@@ -11,8 +11,8 @@ from flask import request
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
+from app.domain.shop_settings import REDEEM_STATUSES, REVERT_STATUSES, ShopSettings
 from app.errors import InvalidInput
-from app.shop_settings import REDEEM_STATUSES, REVERT_STATUSES, ShopSettings
 from app.shops import change_settings, shop_settings
 from web.admin._common import errors, redirect_saved, render
 from web.admin.catalog import STATUS_LABELS

@@ -8,7 +8,7 @@ from typing import Any
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
-from app.shop_settings import ShopSettings
+from app.domain.shop_settings import ShopSettings
 from web.admin._common import bp, not_found
 from web.admin.forms import SettingsPage, Values, checkbox, render_settings, save
 from web.session import current_shop, signed_in

@@ -16,10 +16,10 @@ import pytest
 
 import connectors
 from app.config import Settings
+from app.domain.events import Ignored, OrderChanged
+from app.domain.snapshot import OrderSnapshot, Refund, Status
 from app.errors import MalformedDelivery
-from app.events import Ignored, OrderChanged
 from app.models import Shop
-from app.snapshot import OrderSnapshot, Refund, Status
 from connectors.fynd import DEFAULT_SETTINGS, FyndConnector, default_settings, event_topic, shop_domain, translate
 from tests.platforms.fynd import (
     APPLICATION,

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from app.domain.events import OrderAmended, OrderChanged
+from app.domain.snapshot import OrderSnapshot, Status
 from app.errors import MalformedDelivery
-from app.events import OrderAmended, OrderChanged
 from app.models import Shop
-from app.snapshot import OrderSnapshot, Status
 from connectors.shopify import ShopifyConnector, translate
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "shopify"

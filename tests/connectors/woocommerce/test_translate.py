@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from app.shop_settings import ShopSettings, apply_changes
-from app.snapshot import Refund, Status
+from app.domain.shop_settings import ShopSettings, apply_changes
+from app.domain.snapshot import Refund, Status
 from connectors.woocommerce import store_from_source, translate
 from tests.platforms.woocommerce import STORE, fixture, order
 

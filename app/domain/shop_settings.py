@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app import jsoncodec
+from app.domain.snapshot import normalize_tag
 from app.errors import InvalidInput
-from app.snapshot import normalize_tag
 
 REVERT_STATUSES = ("refunded", "cancelled", "partially_refunded", "returned")
 REDEEM_STATUSES = ("cancelled", "returned", "refunded")
@@ -111,7 +111,7 @@ class RedeemSettings(_Section):
         return list(dict.fromkeys(values))
 
 
-# What a WooCommerce order status may be mapped to (the shared vocabulary of app.snapshot.Status).
+# What a WooCommerce order status may be mapped to (the shared vocabulary of app.domain.snapshot.Status).
 MAPPED_STATUSES = (
     "pending",
     "paid",

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from app.rules import EarnRule, earn_target, may_start_award, redeem_target
-from app.shop_settings import EarnSettings, RedeemSettings, RevertSettings
+from app.domain.rules import EarnRule, earn_target, may_start_award, redeem_target
+from app.domain.shop_settings import EarnSettings, RedeemSettings, RevertSettings
 from tests.factories import snap
 
 

@@ -1,4 +1,4 @@
-"""Shop settings (`app.shop_settings`): values that once broke parsing or what comes after it.
+"""Shop settings (`app.domain.shop_settings`): values that once broke parsing or what comes after it.
 
 The regression tests of the settings bugs the hostile-input sweep (tests/hostile) found; each
 docstring names the bug's letter. The sweep itself is tests/hostile/test_settings.py.
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from app import rules
+from app.domain import rules
+from app.domain.shop_settings import ShopSettings, apply_changes
 from app.errors import InvalidInput
-from app.shop_settings import ShopSettings, apply_changes
 from tests.factories import snap
 
 
@@ -23,11 +23,11 @@ def test_a_huge_delay_days_exponent_is_refused_at_once() -> None:
 
     earn.delay_days='1e100000000' became an int of 10^8 digits before the range check (a hang)."""
     code = (
-        "from app.shop_settings import ShopSettings, apply_changes\nfrom app.errors import InvalidInput\n"
+        "from app.domain.shop_settings import ShopSettings, apply_changes\nfrom app.errors import InvalidInput\n"
         "try:\n    apply_changes(ShopSettings(), {'earn.delay_days': '1e100000000'})\nexcept InvalidInput:\n    pass\n"
     )
     try:
-        subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], timeout=20, check=True)
+        subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[3], timeout=20, check=True)
     except subprocess.TimeoutExpired:
         pytest.fail("apply_changes did not answer within 20 s")
 

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
-from app.shop_settings import EarnSettings, RedeemSettings, RevertSettings
-from app.snapshot import OrderSnapshot, Status, normalize_tag
+from app.domain.shop_settings import EarnSettings, RedeemSettings, RevertSettings
+from app.domain.snapshot import OrderSnapshot, Status, normalize_tag
 
 # ISO 4217 minor units for currencies that are not the common two decimals. Store-credit
 # programs count minor units, so 10% of JPY 1000 is 100 coins, of USD 100.00 is 1000.

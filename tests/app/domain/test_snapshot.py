@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.snapshot import OrderSnapshot, Refund, Status, normalize_tags
+from app.domain.snapshot import OrderSnapshot, Refund, Status, normalize_tags
 from tests.factories import snap
 
 

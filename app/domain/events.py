@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.snapshot import MAX_ID_CHARS, OrderSnapshot, Refund, Status, check_text
+from app.domain.snapshot import MAX_ID_CHARS, OrderSnapshot, Refund, Status, check_text
 
 
 @dataclass(frozen=True)
