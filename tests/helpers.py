@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from click.testing import Result
@@ -59,12 +60,25 @@ def store_delivery(session, **row: Any) -> int | None:  # type: ignore[no-untype
 
 
 def post_webhook(
-    client: FlaskClient, platform: str, body: bytes, headers: Any, *, process: bool = True
+    client: FlaskClient,
+    platform: str,
+    body: bytes,
+    headers: Any,
+    *,
+    changes: Mapping[str, str | None] | None = None,
+    process: bool = True,
 ) -> TestResponse:
-    """POST `body` to /webhooks/<platform> with `headers` exactly as given, then (unless `process`
-    is False) run the worker once with `work`, so what the delivery changes is in the books when this
-    returns. `process=False` leaves an accepted delivery stored and waiting, as a real worker would
-    find it."""
+    """POST `body` to /webhooks/<platform> with `headers` (with `changes` made after signing: None
+    removes a header), then (unless `process` is False) run the worker once with `work`, so what the
+    delivery changes is in the books when this returns. `process=False` leaves an accepted delivery
+    stored and waiting, as a real worker would find it."""
+    if changes:
+        headers = dict(headers)
+        for name, value in changes.items():
+            if value is None:
+                headers.pop(name, None)
+            else:
+                headers[name] = value
     response = client.post(f"/webhooks/{platform}", data=body, headers=headers)
     if process:
         work(client.application)

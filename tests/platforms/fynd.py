@@ -115,12 +115,7 @@ def deliver(
     if isinstance(payload, Mapping) and isinstance(payload.get("event"), Mapping) and payload["event"].get("id"):
         event_id = str(payload["event"]["id"])
     sent = headers(raw, secret=secret, event_id=event_id)
-    for name, value in (changes or {}).items():
-        if value is None:
-            sent.pop(name, None)
-        else:
-            sent[name] = value
-    return post_webhook(client, "fynd", raw, sent, process=process)
+    return post_webhook(client, "fynd", raw, sent, changes=changes, process=process)
 
 
 def accepted(client: FlaskClient, payload: Any = None, **kwargs: Any) -> TestResponse:

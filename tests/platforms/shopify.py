@@ -139,12 +139,7 @@ def deliver(
     compact JSON of `payload`; `changes` sets headers after signing (None removes one)."""
     raw = compact(payload) if body is None else body
     sent = headers(raw, topic, secret=secret, shop=shop)
-    for name, value in (changes or {}).items():
-        if value is None:
-            sent.pop(name, None)
-        else:
-            sent[name] = value
-    return post_webhook(client, "shopify", raw, sent, process=process)
+    return post_webhook(client, "shopify", raw, sent, changes=changes, process=process)
 
 
 def accepted(client: FlaskClient, topic: str, payload: Any = None, **kwargs: Any) -> TestResponse:

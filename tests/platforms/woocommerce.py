@@ -93,12 +93,7 @@ def deliver(
     a new delivery id unless one is given."""
     raw = encode(payload) if body is None else body
     sent = headers(raw, topic, delivery_id=delivery_id or f"hash-{next(_serial)}", secret=secret, store=store)
-    for name, value in (changes or {}).items():
-        if value is None:
-            sent.pop(name, None)
-        else:
-            sent[name] = value
-    return post_webhook(client, "woocommerce", raw, sent, process=process)
+    return post_webhook(client, "woocommerce", raw, sent, changes=changes, process=process)
 
 
 def accepted(client: FlaskClient, payload: Any, topic: str = "order.updated", **kwargs: Any) -> TestResponse:
