@@ -25,7 +25,7 @@ from app.config import Settings
 from app.crypto import Vault
 from app.db import Database
 from app.domain.events import Event, Ignored
-from app.domain.snapshot import OrderSnapshot
+from app.domain.snapshot import OrderSnapshot, check_text
 from app.errors import MalformedDelivery
 from app.models import Shop
 from app.writebacks import Executor
@@ -48,6 +48,9 @@ def hmac_sha256_matches(raw_body: bytes, given: str | None, secrets: Sequence[st
     return matched
 
 
+MAX_DOOR_CHARS = 2000  # longer ids and topics are cut to their columns when stored, not refused
+
+
 @dataclass(frozen=True)
 class Delivery:
     """Who sent a webhook and which one it is: enough to store it under a UNIQUE id."""
@@ -55,6 +58,12 @@ class Delivery:
     shop: str  # the shop's stored domain or URL
     delivery_id: str
     topic: str
+
+    def __post_init__(self) -> None:
+        # Checked at the door: each is looked up, stored or hashed, and a NUL (PostgreSQL) or a lone
+        # surrogate (either database) would fail there, after the 200 is due: refused as a 400 now.
+        for name in ("shop", "delivery_id", "topic"):
+            check_text(name, getattr(self, name), MAX_DOOR_CHARS)
 
 
 class Connector(ABC):
@@ -125,5 +134,7 @@ class Connector(ABC):
             raise MalformedDelivery(f"invalid JSON: {exc}") from exc
         except RecursionError as exc:  # nested deeper than the parser (or a translator) recurses
             raise MalformedDelivery("the JSON is nested too deeply to read") from exc
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:  # ValueError covers TranslationError
+        # ValueError covers TranslationError; ArithmeticError the numbers no translator foresaw (an
+        # OverflowError from a huge float, a decimal's InvalidOperation): retrying cannot fix either.
+        except (KeyError, TypeError, AttributeError, ValueError, ArithmeticError) as exc:
             raise MalformedDelivery(f"{topic}: {type(exc).__name__}: {exc}") from exc

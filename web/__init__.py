@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, Request, jsonify, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
+from gunicorn.http.errors import ParseException
 
 from app.config import Settings, load_settings
 from web import admin, api, auth, devlogin, embedded, health, metrics, overview, webhooks, wordpress
@@ -69,6 +70,12 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     # Plain webhook deliveries are answered before Flask (see WebhookIntake); the rest reach the route.
     app.wsgi_app = webhooks.WebhookIntake(app.wsgi_app, app.extensions["clawback"], settings.max_body_bytes)  # type: ignore[method-assign]
+
+    @app.errorhandler(ParseException)
+    def unreadable_body(exc: ParseException) -> ResponseReturnValue:
+        # gunicorn's reader raises these when a body's transfer encoding is broken (a chunk size that
+        # is not hex, a missing terminator), inside whatever reads the body first: the client's 400.
+        return jsonify(error=f"the body could not be read ({type(exc).__name__}): check its transfer encoding"), 400
 
     @app.errorhandler(413)
     def too_large(_exc: Exception) -> ResponseReturnValue:

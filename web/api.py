@@ -35,11 +35,13 @@ from sqlmodel import Session, select
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app import api_keys, wallet
+from app.domain.text import whole_number
 from app.errors import InsufficientCoins, InvalidInput, NotFound
 from app.history import balances, find_customer, ledger_page, order_names
 from app.models import ApiRequest, Customer, Shop, as_utc
 from app.shops import shop_settings
 from web import session as admin_session
+from web.bodies import read_body
 from web.extensions import get_session
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -225,7 +227,7 @@ def _json_object() -> dict[str, Any]:
         refuse(415, "send the body as JSON with Content-Type: application/json")
     request.max_content_length = MAX_BODY_BYTES
     try:
-        raw = request.get_data(cache=True)
+        raw = read_body(request)
     except RequestEntityTooLarge:
         refuse(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
     try:
@@ -276,9 +278,10 @@ def _whole(name: str, low: int, high: int, default: int | None) -> int | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or not low <= int(raw) <= high:
+    number = whole_number(raw, 18)
+    if number is None or not low <= number <= high:
         refuse(400, f"'{name}' must be a whole number from {low} to {high}")
-    return int(raw)
+    return number
 
 
 @bp.get("/customers/<customer_id>/history")

@@ -22,6 +22,7 @@ from werkzeug.wrappers import Request
 import connectors
 from app.models import Shop
 from app.shops import read_credentials
+from web.bodies import read_body
 from web.extensions import Services, services
 
 if TYPE_CHECKING:
@@ -68,7 +69,12 @@ def receive(svc: Services, platform: str, request: Request) -> Answer:
         connector = connectors.get(platform)()
     except LookupError:
         return _refuse(404, f"no webhooks for platform '{platform}'")
-    raw = request.get_data(cache=False)  # over the body limit: werkzeug raises RequestEntityTooLarge
+    try:
+        raw = read_body(request)
+    except RequestEntityTooLarge:
+        raise  # the route's 413 handler and the fast path answer it alike
+    except Exception as exc:  # the client's stream is broken: nothing to verify, nothing stored
+        return _refuse(400, f"the body could not be read ({type(exc).__name__}): check its transfer encoding")
     # werkzeug's Headers: a case-insensitive mapping, which is what connectors need.
     headers = cast(Mapping[str, str], request.headers)
     if connector.is_unsigned_ping(raw, headers):

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlmodel import select
 
+from app import jsoncodec
+from app.domain.text import whole_number
 from app.errors import InvalidInput
 from app.models import Shop, Writeback
 from app.shops import read_credentials
 from connectors.base import hmac_sha256_matches
 from connectors.woocommerce import connect, store_from_source
 from connectors.woocommerce.client import KeysRefused, WooCommerceError
+from web.bodies import read_body
 from web.extensions import get_session, services
 from web.session import frame_ancestors, mint
 
@@ -57,7 +61,7 @@ def connect_callback() -> ResponseReturnValue:
     svc = services()
     session = get_session()
     try:
-        keys = connect.read_keys(request.get_json(force=True, silent=True))  # whatever the Content-Type says
+        keys = connect.read_keys(_json_body())  # whatever the Content-Type says
         shop = connect.accept(session, svc.vault, keys)
     except connect.CallbackRefused as exc:
         session.rollback()
@@ -72,6 +76,15 @@ def connect_callback() -> ResponseReturnValue:
     log.info("connected %s", shop.domain, extra={"platform": "woocommerce", "shop": shop.domain})
     _register_webhooks_now(shop, keys.key_id)
     return jsonify(status="connected", shop=shop.domain), 200
+
+
+def _json_body() -> Any:
+    """The request's body as JSON, or None when it is not JSON. Not `get_json(silent=True)`: that
+    lets a RecursionError through (a body nested deeper than the parser recurses), a 500."""
+    try:
+        return jsoncodec.loads(read_body(request))
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
 
 
 def _register_webhooks_now(shop: Shop, key_id: int) -> None:
@@ -111,9 +124,10 @@ def launch() -> ResponseReturnValue:
     user, ts, sig = (request.args.get(k, "") for k in ("user", "ts", "sig"))
     if store is None:
         return _refuse(400, "store is missing or not a store URL")
-    if not user.isdigit() or not ts.isdigit() or len(ts) > 12 or len(user) > 20:
+    moment = whole_number(ts, 12)
+    if whole_number(user, 20) is None or moment is None:
         return _refuse(400, "user and ts must be numbers")
-    if abs(time.time() - int(ts)) > LAUNCH_MAX_AGE_S:
+    if abs(time.time() - moment) > LAUNCH_MAX_AGE_S:
         return _refuse(401, "the launch link has expired; reload the page in WordPress")
     shop = get_session().exec(select(Shop).where(Shop.platform == "woocommerce", Shop.domain == store)).first()
     secret = str(read_credentials(services().vault, shop).get("launch_secret") or "") if shop else ""

@@ -39,6 +39,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from app.domain.snapshot import MAX_ID_CHARS, OrderSnapshot, Refund, Status
+from app.domain.text import whole_number
 from app.errors import TranslationError
 
 PLATFORM = "fynd"
@@ -165,10 +166,13 @@ def timestamp(body: Mapping[str, Any], shipment: Mapping[str, Any]) -> datetime:
     """When Fynd produced the event (`event.created_timestamp`, epoch milliseconds: documented);
     the shipment status's own time when the event has none."""
     millis = dig(body, ("event", "created_timestamp"))
+    if isinstance(millis, str):
+        millis = whole_number(millis.strip(), 20)
     if isinstance(millis, int | float) and not isinstance(millis, bool):
-        return datetime.fromtimestamp(millis / 1000, UTC)
-    if isinstance(millis, str) and millis.strip().isdigit():
-        return datetime.fromtimestamp(int(millis) / 1000, UTC)
+        try:
+            return datetime.fromtimestamp(millis / 1000, UTC)
+        except (OverflowError, OSError, ValueError):  # 1e308, 2**63, Infinity, NaN: no moment at all
+            raise TranslationError(f"event.created_timestamp {millis!r} is not a time") from None
     raw = first(shipment, TIME_PATHS)
     try:
         moment = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))

@@ -95,7 +95,9 @@ def read_keys(body: Any) -> Keys:
     consumer_key, consumer_secret = body["consumer_key"], body["consumer_secret"]
     if isinstance(key_id, bool) or not isinstance(key_id, int) or key_id <= 0:
         raise CallbackRefused(400, "key_id must be a positive integer")
-    if not isinstance(token, str) or not 20 <= len(token) <= 100:
+    # Ours are `secrets.token_urlsafe`: ASCII letters, digits, '-' and '_', nothing else.
+    if not isinstance(token, str) or not 20 <= len(token) <= 100 or not token.isascii() \
+            or not token.replace("-", "").replace("_", "").isalnum():  # fmt: skip
         raise CallbackRefused(400, "user_id is not an install token")
     for name, value, prefix in (("consumer_key", consumer_key, "ck_"), ("consumer_secret", consumer_secret, "cs_")):
         if not isinstance(value, str) or not value.startswith(prefix) or not 10 <= len(value) <= 100 \

@@ -28,6 +28,7 @@ from typing import Any
 
 from app.domain.shop_settings import WooCommerceSettings
 from app.domain.snapshot import MAX_AMOUNT, MAX_ID_CHARS, OrderSnapshot, Refund, Status
+from app.domain.text import whole_number
 from app.errors import TranslationError
 
 PLATFORM = "woocommerce"
@@ -73,9 +74,10 @@ def money(value: Any, field: str) -> Decimal:
 def order_id(body: Mapping[str, Any]) -> str:
     """The order's id: a positive integer (WooCommerce post or HPOS order id)."""
     raw = body.get("id")
-    if isinstance(raw, bool) or not isinstance(raw, int | str) or not str(raw).strip().isdigit():
+    number = whole_number(str(raw).strip(), MAX_ID_CHARS) if isinstance(raw, int | str) else None
+    if isinstance(raw, bool) or number is None:
         raise TranslationError(f"the order has no id: {raw!r}")
-    value = str(int(str(raw).strip()))
+    value = str(number)
     if value == "0" or len(value) > MAX_ID_CHARS:
         raise TranslationError(f"the order id {raw!r} is not one WooCommerce gives")
     return value
@@ -109,10 +111,10 @@ def _customer(body: Mapping[str, Any]) -> str | None:
     raw = body.get("customer_id", 0)
     if isinstance(raw, bool) or not isinstance(raw, int | str):
         raise TranslationError(f"customer_id is not an id: {raw!r}")
-    value = str(raw).strip()
-    if not value.isdigit():
+    value = whole_number(str(raw).strip(), MAX_ID_CHARS)
+    if value is None:
         raise TranslationError(f"customer_id is not an id: {raw!r}")
-    return None if int(value) == 0 else str(int(value))  # 0: a guest, who earns nothing
+    return None if value == 0 else str(value)  # 0: a guest, who earns nothing
 
 
 def _meta_tags(body: Mapping[str, Any], keys: list[str]) -> set[str]:

@@ -684,3 +684,27 @@ def test_dev_login_is_refused_in_production(make_app: Callable[..., Flask], sett
     dev = make_app(dev_login=True)
     dev.extensions["clawback"].settings = dev.extensions["clawback"].settings.model_copy(update={"env": "production"})
     assert dev.test_client().get("/dev/login").status_code == 404
+
+
+@pytest.mark.parametrize("digits", ["²", "¹²³", "١٢", "1_0", "9" * 19])
+@pytest.mark.parametrize("path", ["/admin/activity", "/admin/activity.csv", "/admin/customers"])
+def test_a_before_that_is_not_ascii_digits_is_400(
+    client: FlaskClient, shop: Books, sign: Any, path: str, digits: str
+) -> None:
+    """Issue #18, class 1: `str.isdigit()` is true for '²', then `int()` raised: `?before=²` was a 500
+    on Activity, its CSV and Customers."""
+    response = client.get(path, query_string={"t": sign(shop.shop_id), "before": digits})
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("coins", ["²", "١٢", "1_000", "--5", "5-"])
+def test_an_adjustment_in_digits_that_are_not_ascii_is_refused(
+    client: FlaskClient, demo: int, books: Books, sign: Any, coins: str
+) -> None:
+    token = sign(demo, "dev")
+    demo_books = Books(books.db, books.vault, DEMO_DOMAIN, demo)
+    before = demo_books.balance("bob")
+    page = text(customer_page(client, token, "bob"))
+    refused = submit(client, page, "/admin/customers/bob/adjust", {"coins": coins, "reason": "goodwill"})
+    assert refused.status_code == 400 and 'id="error-coins"' in text(refused)
+    assert demo_books.balance("bob") == before

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, g, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
+from app.domain.text import whole_number
 from app.errors import InvalidInput
 from web.admin.catalog import shown_to
 from web.extensions import services
@@ -101,6 +102,7 @@ def parse_before(args: Mapping[str, Any]) -> int | None:
     raw = str(args.get("before", "")).strip()
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    before = whole_number(raw, 18)
+    if before is None:
         raise InvalidInput("'before' must be an entry number", field="before")
-    return int(raw)
+    return before

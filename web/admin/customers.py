@@ -11,6 +11,7 @@ from flask.typing import ResponseReturnValue
 from sqlmodel import col, select
 
 from app import wallet
+from app.domain.text import whole_number
 from app.errors import InvalidInput, NotFound
 from app.history import find_customer, ledger_page, order_names
 from app.models import Customer
@@ -75,10 +76,10 @@ def adjust(customer_id: str) -> ResponseReturnValue:
         return not_found(f"customer {customer_id}")
     raw = request.form.get("coins", "").strip().replace("+", "", 1)
     try:
-        try:
-            coins = int(raw)
-        except ValueError:
-            raise InvalidInput(f"'{raw[:20]}' is not a whole number of coins", field="coins") from None
+        magnitude = whole_number(raw.removeprefix("-"), 12)
+        if magnitude is None:
+            raise InvalidInput(f"'{raw[:20]}' is not a whole number of coins", field="coins")
+        coins = -magnitude if raw.startswith("-") else magnitude
         wallet.adjust(session, shop, customer_id, coins, reason=request.form.get("reason", ""),
                       source=f"admin:{g.signed.via}", key=f"adjust:{uuid4()}")  # fmt: skip
     except InvalidInput as exc:

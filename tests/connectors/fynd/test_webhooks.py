@@ -8,6 +8,7 @@ named shop's own. Every refusal is checked to have stored nothing at all.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -342,3 +343,33 @@ def test_a_signed_body_nested_too_deeply_is_refused_not_a_500(client: FlaskClien
     response = deliver(client, body=b'{"event": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
     assert response.status_code == 400
     assert counts(db) == before
+
+
+@pytest.mark.parametrize("field", ["id", "name", "type", "version", "category"])
+@pytest.mark.parametrize("text", ["\ud800", "a\x00b"])
+def test_event_text_no_database_can_store_is_refused_at_the_door(
+    client: FlaskClient, db: Database, field: str, text: str
+) -> None:
+    """Issue #18, class 2: a lone surrogate (either database) or a NUL (PostgreSQL) in the event's
+    id, name, type, version or category was accepted by `identify` and failed at the INSERT: a 500,
+    retried by Fynd for ever. Refused as a 400, nothing stored."""
+    event = shipment_event()
+    event["event"][field] = (str(event["event"].get(field) or "x")) + text
+    body = json.dumps(event).encode()  # json.dumps escapes the surrogate as \ud800, as a sender may
+    response = deliver(client, body=body, changes={"x-fp-event-id": None})
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert counts(db)["webhook_deliveries"] == 0
+
+
+@pytest.mark.parametrize("stamp", [1e308, 2**63, "Infinity", -1e20])
+def test_an_impossible_event_time_fails_the_delivery_at_once(client: FlaskClient, db: Database, stamp: Any) -> None:
+    """Issue #18, class 6: `event.created_timestamp` of 1e308, 2**63 or Infinity raised OverflowError
+    in the translation, and the delivery was retried seven times over two minutes. Now malformed:
+    failed on its first attempt, for the operator."""
+    event = shipment_event()
+    event["event"]["created_timestamp"] = stamp
+    body = json.dumps(event).replace('"Infinity"', "Infinity").encode()
+    accepted(client, body=body)
+    (stored,) = deliveries(db)
+    assert (stored.status, stored.attempts) == ("failed", 1), stored.last_error
+    assert stored.last_error and stored.last_error.startswith("malformed:")

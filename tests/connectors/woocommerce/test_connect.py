@@ -393,3 +393,38 @@ def test_a_store_in_a_subdirectory_may_frame_the_pages_from_its_origin(app: Flas
     response = client.get("/wordpress/launch", query_string=launch_query(secret, store="https://example.com/shop/"))
     assert response.status_code == 302
     assert response.headers["Content-Security-Policy"] == "frame-ancestors https://example.com"
+
+
+@pytest.mark.parametrize("user_id", ["\ud800" * 24, "é" * 24, "a\x00" * 12])
+def test_a_callback_whose_token_is_not_ascii_is_400_and_changes_nothing(
+    client: FlaskClient, db: Database, user_id: str
+) -> None:
+    """Issue #18, class 2: the callback hashed a `user_id` holding a lone surrogate: a 500. An install
+    token is ASCII; anything else is refused before it is hashed or looked up."""
+    body = json.dumps(keys("x") | {"user_id": user_id}).encode()
+    response = client.post("/auth/woocommerce/callback", data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert counts(db) == {"shops": 0, "writebacks": 0}
+
+
+def test_a_callback_nested_deeper_than_any_parser_is_400(client: FlaskClient, db: Database) -> None:
+    """Issue #18, class 3: `get_json(silent=True)` lets RecursionError through: a deeply nested body
+    on the callback was a 500."""
+    response = client.post(
+        "/auth/woocommerce/callback", data=b"[" * 100_000 + b"]" * 100_000, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert counts(db) == {"shops": 0, "writebacks": 0}
+
+
+@responses.activate
+@pytest.mark.parametrize("field", ["ts", "user"])
+@pytest.mark.parametrize("digits", ["²", "¹²³", "١٢", "+1", "1_0"])
+def test_a_launch_with_digits_that_are_not_ascii_is_400(
+    app: Flask, client: FlaskClient, db: Database, field: str, digits: str
+) -> None:
+    """Issue #18, class 1: `str.isdigit()` is true for '²', then `int()` raised: a 500 without any
+    authentication."""
+    connected(client)
+    query = launch_query(credentials(app, db)["launch_secret"]) | {field: digits}
+    assert client.get("/wordpress/launch", query_string=query).status_code == 400
