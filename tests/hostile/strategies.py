@@ -64,7 +64,9 @@ NUMERIC_STRINGS = st.one_of(
     st.sampled_from(["1e400", "-1e400", "1e-400", "NaN", "nan", "-NaN", "sNaN", "Infinity", "-Infinity", "inf", "-0",
                      "0", "-1", "-0.01", "-99999999.99", "0.001", "1" + "0" * 49, "9" * 50, "0." + "0" * 48 + "1",
                      "1,000.00", "١٢٣", "0x10", "1_000", " 12 ", "", "12abc", "1e18", "9223372036854775808", "1E+4000",
-                     "1e-4000", "10.00 USD", "+5", ".5", "5.", "1e", "--1"]),
+                     "1e-4000", "10.00 USD", "+5", ".5", "5.", "1e", "--1",
+                     # str.isdigit() is true for these, and int() refuses them (issue #18)
+                     "²", "¹²³", "①", "⁴²", "1²"]),
     st.decimals(allow_nan=True, allow_infinity=True).map(str),
     st.integers(-(10**60), 10**60).map(str),
 )
@@ -98,6 +100,7 @@ RAW_BODIES = st.one_of(
                      b'{"id": 1e400}', b"\xff\xfe{\x00}\x00", b'{"customer": {"id": "\\ud800"}}', b"\x00" * 64,
                      b'{"a":"\xed\xa0\x80"}', b'{"id": 1, "customer": {"id": 1}, "\\u0000": 1}']),
     st.integers(10, 400).map(lambda n: b"[" * n + b"]" * n),  # deep, within the parser's recursion limit
+    st.integers(2_000, 100_000).map(lambda n: b"[" * n + b"]" * n),  # beyond it: RecursionError (issue #18)
     VALUE.map(lambda v: to_json(v).encode()),
 )
 IDS = st.one_of(st.sampled_from(ORDER_POOL + CUSTOMER_POOL), st.integers(-(10**30), 10**30), TEXT, LONG_TEXT,
@@ -205,7 +208,7 @@ QUERY_VALUES = st.one_of(
     LONG_TEXT.map(lambda s: s[:2000]).filter(lambda s: "\ud800" not in s),
     NUMERIC_STRINGS,
     HOSTILE_SHOPS,
-    st.sampled_from(["1", "0", "-1", "1e400", "٣"]),
+    st.sampled_from(["1", "0", "-1", "1e400", "٣", "²", "¹²³", "①"]),
 )
 # fmt: off
 QUERY_KEYS = st.sampled_from(["shop", "hmac", "timestamp", "host", "state", "code", "embedded", "session", "locale",

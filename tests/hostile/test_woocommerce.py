@@ -19,6 +19,7 @@ from connectors.woocommerce import store_from_source
 from tests.helpers import post_webhook
 from tests.hostile.payloads import mutate, paths_of, to_json
 from tests.hostile.strategies import (
+    CHARS,
     QUERY_KEYS,
     QUERY_VALUES,
     RAW_BODIES,
@@ -168,7 +169,8 @@ def test_woocommerce_connect_callback_and_launch(world: World) -> None:
                 | st.fixed_dictionaries(
                     {
                         "key_id": VALUE,
-                        "user_id": VALUE | TEXT,
+                        # a token's length with any character in it, lone surrogates too (issue #18)
+                        "user_id": VALUE | TEXT | st.text(CHARS, min_size=20, max_size=100),
                         "consumer_key": TEXT | VALUE,
                         "consumer_secret": TEXT | VALUE,
                         "key_permissions": st.sampled_from(["read_write", "read"]) | VALUE,

@@ -275,6 +275,12 @@ class World:
                 )
             ).first()
 
+    def latest_delivery(self, shop_id: int) -> WebhookDelivery | None:
+        """The shop's newest stored delivery."""
+        with self.db.session() as session:
+            query = select(WebhookDelivery).where(WebhookDelivery.shop_id == shop_id)
+            return session.exec(query.order_by(WebhookDelivery.id.desc())).first()  # type: ignore[union-attr]
+
     def check_settled(self, shop_id: int, webhook_id: str, topic: str, where: str) -> None:
         """The stored delivery ended processed/ignored/failed, or is explained by a known bug."""
         row = self.delivery(shop_id, webhook_id)
