@@ -116,4 +116,6 @@ def worker(workers: int, periodic: bool, priority: str) -> None:
     click.echo(f"Clawback worker: {workers} threads on {type(jobs.huey).__name__}", err=True)
     # Poll at least every half second when idle (SQLite storage polls; Redis and PostgreSQL block),
     # so a webhook's effect shows within a second or two.
-    jobs.huey.create_consumer(workers=workers, worker_type="thread", periodic=periodic, max_delay=0.5).run()
+    # It records a heartbeat every few seconds, which /readyz reads (app/jobs.py _Consumer).
+    jobs.huey.create_consumer(workers=workers, worker_type="thread", periodic=periodic, max_delay=0.5,
+                              heartbeat_s=services().settings.worker_heartbeat_s).run()  # fmt: skip
