@@ -265,7 +265,9 @@ class Jobs:
 
     def restarts(self) -> int:
         """How many job workers `clawback serve` has restarted, in all (`count_worker_restart`)."""
-        return int(self.huey.storage.incr(RESTARTS_KEY, 0))  # Huey's way to read a counter
+        # Huey's way to read a counter: an upsert of +0 (on SQLite, in the queue's file, not the
+        # database's). /metrics calls it at each scrape; /readyz never does.
+        return int(self.huey.storage.incr(RESTARTS_KEY, 0))
 
 
 def count_worker_restart(huey: Huey) -> int:

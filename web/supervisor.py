@@ -13,7 +13,13 @@ exit status and nearly always lose it (and a thread is a hazard in a process tha
 workers). So the arbiter's own loop does the work, in its one thread: when a child exits, the
 arbiter reaps the job worker with a waitpid of its pid before its own waitpid(-1) (gunicorn does
 the same for its "dirty arbiter"), and after every turn of its loop (at least once a second) it
-calls `tick`, which restarts a dead worker once its backoff is over.
+calls `tick`, which restarts a dead worker once its backoff is over. (Were the worker to die in
+the microseconds between those two waitpids, gunicorn's would take its status, logged at debug
+as an unknown child's, and Popen would report status 0: it is restarted all the same.)
+
+Counting a restart is a write to the queue's storage from the arbiter's loop: a local file by
+default; on Redis or PostgreSQL a queue that does not answer holds the loop until it fails (the
+worker has been restarted by then, and the web workers keep answering meanwhile).
 """
 
 from __future__ import annotations
