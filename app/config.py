@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     queue_url: str = Field("", alias="CLAWBACK_QUEUE_URL")
     # GET /dev/login opens the demo shop's pages without a store admin. Never in production.
     dev_login: bool = Field(False, alias="CLAWBACK_DEV_LOGIN")
+    # The job worker's liveness (docs/operations.md, "Health, metrics and logs"): how often a worker
+    # records that it is alive, how long without one before /readyz says "degraded" (when
+    # deliveries wait), and the first delay before `clawback serve` restarts a worker that died
+    # (doubling to a minute). The defaults suit production; the tests shorten them.
+    worker_heartbeat_s: float = Field(5.0, alias="CLAWBACK_WORKER_HEARTBEAT_S", gt=0)
+    worker_stale_s: float = Field(60.0, alias="CLAWBACK_WORKER_STALE_S", gt=0)
+    worker_restart_s: float = Field(1.0, alias="CLAWBACK_WORKER_RESTART_S", gt=0)
 
     def check(self) -> Settings:
         """Refuse unsafe values outside development; return self so it chains."""

@@ -44,6 +44,12 @@ PROCESS_RETRIES = 6  # 2 s, 4 s, 8 s, … about two minutes in all, then the dea
 SWEEP_AFTER_S = 600
 BATCH = 100  # stored deliveries read per poll
 PRIORITIES = ("idle", "low", "normal")
+# Kept in the queue's own storage, which every web and job worker process of an installation
+# shares on every machine (a SQLite file beside the database, Redis, or PostgreSQL tables): a
+# worker's heartbeat (a key it rewrites) and the count of job workers `clawback serve` restarted
+# (an atomic counter). On SQLite neither touches the database file, so neither takes its write lock.
+HEARTBEAT_KEY = "clawback.worker.heartbeat"
+RESTARTS_KEY = "clawback.worker.restarts"
 
 
 def make_huey(queue_url: str, database_url: str) -> Huey:
@@ -244,6 +250,35 @@ class Jobs:
     def pending(self) -> int:
         return int(self.huey.pending_count())
 
+    # --- the workers' liveness, for /readyz and /metrics -------------------------------------------
+
+    def beat(self) -> None:
+        """Record that a job worker is alive now (its consumer's main loop calls this every few
+        seconds: see _Consumer). Wall-clock time, as it is compared on other machines."""
+        self.huey.put(HEARTBEAT_KEY, time.time())
+
+    def last_beat(self) -> float | None:
+        """When a job worker last recorded it was alive (any worker: the newest beat wins), or
+        None if none ever did. A plain read of one key: no write, no lock."""
+        seen = self.huey.get(HEARTBEAT_KEY, peek=True)
+        return None if seen is None else float(seen)
+
+    def restarts(self) -> int:
+        """How many job workers `clawback serve` has restarted, in all (`count_worker_restart`)."""
+        # Huey's way to read a counter: an upsert of +0 (on SQLite, in the queue's file, not the
+        # database's). /metrics calls it at each scrape; /readyz never does.
+        return int(self.huey.storage.incr(RESTARTS_KEY, 0))
+
+
+def count_worker_restart(huey: Huey) -> int:
+    """One job worker restart more (by `clawback serve`'s supervisor: web/supervisor.py); the new
+    total. Atomic in every storage, so several serve processes sharing a queue count each one.
+    The connection is closed after: serve forks its web workers, and none may inherit it."""
+    try:
+        return int(huey.storage.incr(RESTARTS_KEY))
+    finally:
+        huey.storage.close()
+
 
 class ApplyFailed(ClawbackError):
     """A delivery's retry raised again (its error is on its row): the queue retries it later."""
@@ -271,9 +306,28 @@ class DeliveryWorker(Worker):
 
 
 class _Consumer(Consumer):
-    def __init__(self, jobs: Jobs, **options: Any) -> None:
+    """Huey's consumer, with DeliveryWorker threads, that records the worker's heartbeat.
+
+    The beat comes from the consumer's main loop (it turns every 0.1 s and restarts crashed worker
+    threads), not from a worker thread, which can be busy for minutes in one long task: a beat
+    says the process is alive and its consumer running. Each beat is one small write to the
+    queue's storage, every `heartbeat_s` seconds."""
+
+    def __init__(self, jobs: Jobs, heartbeat_s: float = 5.0, **options: Any) -> None:
         self.worker_class = type("DeliveryWorker", (DeliveryWorker,), {"jobs": jobs})
+        self.jobs, self.heartbeat_s = jobs, heartbeat_s
+        self._beaten = float("-inf")  # (monotonic) the first loop beats at once
         super().__init__(jobs.huey, **options)
+
+    def loop(self, health_check_ts: Any = None) -> Any:
+        health_check_ts = super().loop(health_check_ts)
+        if time.monotonic() - self._beaten >= self.heartbeat_s:
+            self._beaten = time.monotonic()
+            try:
+                self.jobs.beat()
+            except Exception:  # the queue is away: its own errors show in the workers too
+                log.warning("could not record the worker's heartbeat", exc_info=True)
+        return health_check_ts
 
 
 def set_priority(priority: str) -> None:

@@ -23,7 +23,8 @@ from web.cli import cli
 ENV_NAMES = (
     "CLAWBACK_ENV", "CLAWBACK_DATABASE_URL", "CLAWBACK_SECRET_KEY", "CLAWBACK_ENCRYPTION_KEY", "CLAWBACK_APP_URL",
     "CLAWBACK_MAX_BODY_BYTES", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "SHOPIFY_SCOPES", "SHOPIFY_OLD_API_SECRET",
-    "CLAWBACK_QUEUE_URL", "CLAWBACK_DEV_LOGIN",
+    "CLAWBACK_QUEUE_URL", "CLAWBACK_DEV_LOGIN", "CLAWBACK_WORKER_HEARTBEAT_S", "CLAWBACK_WORKER_STALE_S",
+    "CLAWBACK_WORKER_RESTART_S",
 )  # fmt: skip
 GOOD_SECRET = "s" * 32
 PRODUCTION = {
@@ -58,12 +59,14 @@ def test_every_setting_is_read_from_its_documented_variable(environ: pytest.Monk
         "CLAWBACK_MAX_BODY_BYTES": "2048", "SHOPIFY_API_KEY": "api-key", "SHOPIFY_API_SECRET": "api-secret",
         "SHOPIFY_SCOPES": "read_orders", "SHOPIFY_OLD_API_SECRET": "old-secret",
         "CLAWBACK_QUEUE_URL": "redis://127.0.0.1:6379/0", "CLAWBACK_DEV_LOGIN": "true",
+        "CLAWBACK_WORKER_HEARTBEAT_S": "2", "CLAWBACK_WORKER_STALE_S": "30", "CLAWBACK_WORKER_RESTART_S": "0.5",
     })  # fmt: skip
     assert Settings().model_dump() == {
         "env": "test", "database_url": "postgresql://u:p@db/clawback", "secret_key": "k" * 40,
         "encryption_key": "new,old", "app_url": "https://a.example", "max_body_bytes": 2048,
         "shopify_api_key": "api-key", "shopify_api_secret": "api-secret", "shopify_scopes": "read_orders",
         "shopify_old_api_secret": "old-secret", "queue_url": "redis://127.0.0.1:6379/0", "dev_login": True,
+        "worker_heartbeat_s": 2.0, "worker_stale_s": 30.0, "worker_restart_s": 0.5,
     }  # fmt: skip
 
 

@@ -21,6 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -42,7 +43,7 @@ from app.jobs import Jobs
 from app.models import Order, Shop, WebhookDelivery
 from app.storage.sqlite import SqliteDeliveries
 from tests.conftest import SHOPIFY_API_KEY, SHOPIFY_API_SECRET, TEST_ENCRYPTION_KEY
-from tests.helpers import post_webhook, store_delivery
+from tests.helpers import metric, post_webhook, store_delivery
 from tests.platforms.shopify import CUSTOMER, ORDER, SHOP, compact, headers, order_payload
 from web import create_app
 from web.cli import cli
@@ -559,3 +560,87 @@ def test_the_sweep_leaves_alone_a_delivery_whose_retry_is_scheduled(
     with stack.app.app_context():
         swept = services().jobs.sweep()
     assert (swept, stack.queued()) == (0, 0), "its job is alive in the schedule; the sweep made a second one"
+
+
+# --- d. serve's job worker is killed: serve starts another -----------------------------------------
+
+
+def http(url: str, d: Delivery | None = None) -> tuple[int, Any]:
+    """GET `url`, or POST the delivery to it: the status and the body (JSON when it is)."""
+    request = urllib.request.Request(url, data=d.body, headers=d.headers, method="POST") if d else url
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, body = response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read().decode()
+    return status, (json.loads(body) if body.startswith("{") else body)
+
+
+def job_worker_pids(serve: subprocess.Popen[bytes]) -> list[int]:
+    """The live job workers `serve` started: its children running `clawback worker` (a killed one
+    not yet reaped is a zombie, whose command line is empty)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue  # not a process, or gone meanwhile
+        if parent == serve.pid and b"worker" in argv:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_serve_restarts_its_job_worker_after_sigkill_and_readyz_says_degraded_meanwhile(stack: Stack) -> None:
+    # Heartbeats every 0.2 s, "not seen" after 1 s, the first restart 3 s after a death: so
+    # /readyz has two seconds to say "degraded" before the new worker beats.
+    stack.env |= {"CLAWBACK_WORKER_HEARTBEAT_S": "0.2", "CLAWBACK_WORKER_STALE_S": "1",
+                  "CLAWBACK_WORKER_RESTART_S": "3"}  # fmt: skip
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    serve = stack.start("serve", "serve", "--port", str(port), "--workers", "1", "--job-workers", "1")
+
+    def ready() -> bool:
+        assert serve.poll() is None, stack.logs()
+        try:
+            status, body = http(f"{base}/readyz")
+        except OSError:
+            return False  # not listening yet
+        return status == 200 and body["status"] == "ready" and body["worker_seen_s_ago"] is not None
+
+    wait_until("serve answers, and its job worker beats", ready, stack.logs)
+    first, second = Delivery(order_payload(A, total="200.00")), Delivery(order_payload(B, total="100.00"))
+    assert http(f"{base}/webhooks/shopify", first) == (200, {"status": "accepted"})
+    wait_until("the job worker processes the first", lambda: stack.settled(first), stack.logs)
+    [doomed] = job_worker_pids(serve)
+
+    os.kill(doomed, signal.SIGKILL)
+    assert http(f"{base}/webhooks/shopify", second) == (200, {"status": "accepted"})  # the web does not mind
+    wait_until("/readyz says degraded: a delivery waits, no worker beats",
+               lambda: http(f"{base}/readyz")[0] == 503, stack.logs)  # fmt: skip
+    status, body = http(f"{base}/readyz")
+    assert (status, body["status"], body["database"], body["queue"]) == (503, "degraded", "ok", "ok"), body
+    assert body["reason"].startswith("deliveries are waiting and no job worker is processing them"), body
+
+    # (a) a new worker, (b) which processes what came meanwhile, (c) counted.
+    wait_until("serve starts another worker", lambda: len(job_worker_pids(serve)) == 1 and
+               job_worker_pids(serve) != [doomed], stack.logs)  # fmt: skip
+    [fresh] = job_worker_pids(serve)
+    wait_until("the new worker processes the second", lambda: stack.settled(second), stack.logs)
+    assert stack.ledger(real=False) == earned((A, first), (B, second))
+    wait_until("/readyz is ready again", ready, stack.logs)
+    status, text = http(f"{base}/metrics")
+    assert status == 200
+    assert metric(text, "clawback_worker_restarts_total") == 1
+    assert f"job worker (pid {doomed}) was killed by SIGKILL" in stack.log(serve)
+    assert f"job worker started (pid {fresh})" in stack.log(serve)
+
+    # Stopping serve (SIGTERM to it alone, as a process manager does) still stops its worker
+    # gracefully, and starts no other.
+    serve.send_signal(signal.SIGTERM)
+    assert serve.wait(timeout=WAIT_S) == 0, stack.logs()
+    assert job_worker_pids(serve) == []
+    assert not Path(f"/proc/{fresh}").exists()
+    assert "Shutting down gracefully" in stack.log(serve)
+    assert stack.log(serve).count("job worker started") == 2
+    stack.check_books()

@@ -3,11 +3,13 @@
 Most figures are read from the database at scrape time, so every gunicorn worker and every job
 worker on every machine reports the same numbers without a shared metrics store: deliveries by
 status, processing latency over the last 1,000 deliveries, reversals, write-backs by status, and
-the queue's depth. Only rejections (which store nothing, by design) are counted in-process.
+the queue's depth, the job workers' restarts and heartbeat (kept in the queue's storage: see
+app/jobs.py). Only rejections (which store nothing, by design) are counted in-process.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,6 +89,16 @@ class BooksCollector(Collector):
             yield GaugeMetricFamily(
                 "clawback_inbox_depth", "Webhooks spooled in the inbox, waiting for the worker", value=float(spooled)
             )
+        yield CounterMetricFamily(
+            "clawback_worker_restarts", "Job workers clawback serve restarted after they died",
+            value=float(self.svc.jobs.restarts()),
+        )  # fmt: skip
+        last_beat = self.svc.jobs.last_beat()
+        if last_beat is not None:  # (none before the first worker ever started)
+            yield GaugeMetricFamily(
+                "clawback_worker_heartbeat_age_seconds", "Seconds since a job worker last recorded its heartbeat",
+                value=max(0.0, time.time() - last_beat),
+            )  # fmt: skip
 
 
 @bp.get("/metrics")
@@ -99,17 +111,58 @@ def metrics() -> ResponseReturnValue:
 
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    """Ready when the database and the queue both answer (load balancers: send traffic)."""
+    """200 "ready" when the database and the queue answer; 503 "error" when either does not; 503
+    "degraded" when deliveries wait and no job worker has recorded its heartbeat for
+    `worker_stale_s` seconds (none is alive, or none gets the CPU): webhooks are still accepted
+    and kept, but nothing processes them.
+
+    Load balancers poll it, so it stays cheap: a `SELECT 1`, the queue's depth and one key read
+    from the queue's storage (the heartbeat: app/jobs.py); only when the heartbeat is stale, the
+    inbox's depth (SQLite) and one indexed `EXISTS`-like read of the deliveries never tried. All
+    reads: on SQLite none takes the write lock."""
+    svc = services()
     checks: dict[str, object] = {}
     ok = True
     try:
-        services().db.ping()
+        svc.db.ping()
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"], ok = type(exc).__name__, False
+    last_beat = None
     try:
-        checks["queue_depth"] = services().jobs.pending()
+        checks["queue_depth"] = svc.jobs.pending()
+        last_beat = svc.jobs.last_beat()
         checks["queue"] = "ok"
     except Exception as exc:
         checks["queue"], ok = type(exc).__name__, False
-    return jsonify(status="ok" if ok else "error", **checks), 200 if ok else 503
+    if not ok:
+        return jsonify(status="error", **checks), 503
+    seen_s_ago = None if last_beat is None else round(max(0.0, time.time() - last_beat), 1)
+    checks["worker_seen_s_ago"] = seen_s_ago
+    if seen_s_ago is not None and seen_s_ago < svc.settings.worker_stale_s:
+        return jsonify(status="ready", **checks), 200
+    try:
+        waiting = _deliveries_waiting(svc)
+    except Exception as exc:
+        checks["database"] = type(exc).__name__
+        return jsonify(status="error", **checks), 503
+    if not waiting:  # no worker, and nothing for one to do (a web-only replica, or all quiet)
+        return jsonify(status="ready", **checks), 200
+    seen = "has never recorded a heartbeat" if seen_s_ago is None else f"was last seen {seen_s_ago:.0f} s ago"
+    reason = f"deliveries are waiting and no job worker is processing them: a worker {seen}"
+    return jsonify(status="degraded", reason=reason, **checks), 503
+
+
+def _deliveries_waiting(svc: Services) -> bool:
+    """Whether any delivery waits for a worker's first attempt: in SQLite's inbox, or stored and
+    never tried (what `Jobs.poll_deliveries` takes; the `(status, received_at)` index finds it).
+    Retries waiting in the queue are the queue's depth."""
+    if svc.deliveries.spooled():
+        return True
+    with svc.db.read() as session:
+        found = session.exec(
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.status == "received", WebhookDelivery.attempts == 0)
+            .limit(1)
+        ).first()
+    return found is not None

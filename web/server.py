@@ -4,19 +4,50 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
 from web import create_app
+from web.supervisor import JobWorker
 
 log = logging.getLogger(__name__)
 
 
+class _Arbiter(Arbiter):
+    """gunicorn's arbiter, also keeping `clawback serve`'s job worker running: see web/supervisor.py
+    for why here. Both hooks run in the arbiter's one thread, in its main loop."""
+
+    job_worker: JobWorker | None = None
+
+    def reap_workers(self) -> None:
+        if self.job_worker is not None:
+            self.job_worker.reap()  # before gunicorn's waitpid(-1), which would take its exit status
+        super().reap_workers()
+
+    def manage_workers(self) -> None:
+        super().manage_workers()
+        if self.job_worker is not None:
+            self.job_worker.tick()
+
+
 class _Server(BaseApplication):
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: dict[str, Any], job_worker: JobWorker | None = None) -> None:
         self.options = options
+        self.job_worker = job_worker
         super().__init__()
+
+    def run(self) -> None:
+        """BaseApplication.run, with our arbiter."""
+        try:
+            arbiter = _Arbiter(self)
+            arbiter.job_worker = self.job_worker
+            arbiter.run()
+        except RuntimeError as exc:
+            print(f"\nError: {exc}\n", file=sys.stderr, flush=True)
+            sys.exit(1)
 
     def load_config(self) -> None:
         for key, value in self.options.items():
@@ -52,7 +83,8 @@ def freeze_startup_objects(_worker: Any) -> None:
     gc.freeze()
 
 
-def run(host: str, port: int, workers: int) -> None:
+def run(host: str, port: int, workers: int, job_worker: JobWorker | None = None) -> None:
+    """gunicorn until it stops; meanwhile its arbiter restarts `job_worker` (started already) if it dies."""
     _Server({
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -67,4 +99,4 @@ def run(host: str, port: int, workers: int) -> None:
         "control_socket_disable": True,
         "when_ready": on_ready(host, port),
         "post_worker_init": ready_worker,
-    }).run()  # fmt: skip
+    }, job_worker).run()  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,24 @@ def test_a_stored_delivery_is_processed_from_real_queue_storage(
         assert session.get(WebhookDelivery, pk).status == "processed"  # type: ignore[union-attr]
         assert session.get(Shop, shop.shop_id) is not None
     svc.db.dispose()
+
+
+def test_the_workers_heartbeat_and_restarts_live_in_real_queue_storage(
+    make_app: Callable[..., Flask], queue_url: str
+) -> None:
+    """What /readyz and /metrics read from any process: the heartbeat a worker writes, and the
+    restarts `clawback serve` counts (closing its connection after each: it forks web workers)."""
+    svc = make_app(queue_url=queue_url).extensions["clawback"]
+    huey = svc.jobs.huey
+    huey.flush()  # (a shared Redis or PostgreSQL queue may hold another run's)
+    assert (svc.jobs.last_beat(), svc.jobs.restarts()) == (None, 0)
+    before = time.time()
+    svc.jobs.beat()
+    assert before <= (svc.jobs.last_beat() or 0) <= time.time()
+    assert [jobs.count_worker_restart(huey) for _ in range(3)] == [1, 2, 3]
+    other = make_app(queue_url=queue_url).extensions["clawback"].jobs  # another process's view
+    assert (other.restarts(), other.last_beat()) == (3, svc.jobs.last_beat())
+    huey.flush()
 
 
 def test_the_queue_lives_beside_the_database_by_default(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ zero-install path a new user takes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -196,3 +197,59 @@ def test_broken_or_oversized_chunked_bodies_are_4xx_under_gunicorn(tmp_path: Pat
     listed = subprocess.run([CLAWBACK, "deliveries"], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert (listed.returncode, listed.stdout, listed.stderr) == (0, "", ""), listed
     assert "Traceback" not in log() and '" 500 ' not in log()
+
+
+def test_the_job_worker_is_restarted_with_a_backoff_that_doubles_to_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    """web/supervisor.py on a clock of its own: real processes (which exit at once), invented time.
+    The real `clawback serve` and a SIGKILL: tests/test_crash_safety.py."""
+    from web import supervisor
+
+    now = [100.0]
+    counted: list[int] = []
+    worker = supervisor.JobWorker([sys.executable, "-c", "import sys; sys.exit(3)"], first_delay_s=1.0,
+                                  count_restart=lambda: counted.append(1), clock=lambda: now[0])  # fmt: skip
+    worker.tick()
+    assert worker.process is None  # nothing started, nothing to restart
+    worker.start()
+
+    def dies_after(ran_s: float) -> float:
+        """The worker exits `ran_s` after its start: the delay before the next one starts."""
+        assert worker.process is not None
+        worker.process.wait(timeout=10)
+        now[0] = worker.started_at + ran_s
+        dead = worker.process
+        worker.tick()  # notices, logs, schedules
+        assert worker.restart_at is not None
+        delay = worker.restart_at - now[0]
+        now[0] += delay - 0.01
+        worker.tick()
+        assert worker.process is dead  # not yet
+        now[0] += 0.01
+        worker.tick()
+        assert worker.process is not dead and worker.restart_at is None  # started again
+        return delay
+
+    with caplog.at_level(logging.WARNING, logger="web.supervisor"):
+        assert [dies_after(0.5) for _ in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+        assert dies_after(supervisor.STABLE_S) == 1  # it stayed up a minute: from the start again
+        assert dies_after(0.5) == 2
+    assert worker.restarts == len(counted) == 10
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 10
+    assert warnings[0].endswith(") exited with status 3 after 0.5 s; starting another in 1 s")
+
+    # A worker killed by a signal says which; a worker that cannot even start is tried again later.
+    assert worker.process is not None
+    worker.process.wait(timeout=10)
+    worker.argv = [str(Path(sys.executable).parent / "no-such-program")]
+    now[0] += 1
+    worker.tick()
+    assert worker.restart_at is not None
+    now[0] = worker.restart_at
+    with caplog.at_level(logging.WARNING, logger="web.supervisor"):
+        worker.tick()  # the start fails: logged, tried again later, never raised into gunicorn's loop
+    assert worker.restart_at is not None and worker.restart_at > now[0]
+    assert "could not start a job worker; trying again in 8 s" in caplog.messages
+    assert worker.restarts == 10
+    assert supervisor.describe(-signal.SIGKILL) == "was killed by SIGKILL"
+    assert supervisor.describe(0) == "exited with status 0"

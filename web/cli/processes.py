@@ -13,7 +13,7 @@ from flask.cli import AppGroup
 from huey import MemoryHuey
 
 from app import migrate
-from app.jobs import PRIORITIES, set_priority
+from app.jobs import PRIORITIES, count_worker_restart, make_huey, set_priority
 from web.cli.common import CliError
 from web.extensions import services
 
@@ -55,21 +55,32 @@ def db_upgrade(revision: str) -> None:
 def serve(host: str, port: int, workers: int, job_workers: int, migrate_first: bool) -> None:
     """Run the app under gunicorn, and the job worker beside it (migrating the database first)."""
     from web.server import run
+    from web.supervisor import JobWorker
 
+    settings = services().settings
     if migrate_first:
-        migrate.upgrade(services().settings.database_url)
-    worker = None
+        migrate.upgrade(settings.database_url)
+    job_worker = None
     if job_workers:
+        # Its restarts are counted in the queue's storage, which every web worker reads for
+        # /metrics (app/jobs.py); a queue in this process only could run no worker at all.
+        queue = make_huey(settings.queue_url, services().db.url)
+        if isinstance(queue, MemoryHuey):
+            raise CliError("CLAWBACK_QUEUE_URL=memory:// keeps jobs inside one process; a worker cannot share it")
         # The same program, in its own process, so a slow job never holds a web worker.
         # At idle CPU priority: on this machine the web's answers come first (see set_priority).
         argv = [sys.executable, "-c", "from web.cli import cli; cli()", "worker", "--workers", str(job_workers),
                 "--priority", "idle"]  # fmt: skip
-        worker = subprocess.Popen(argv)  # noqa: S603 - our own interpreter and module
+        # gunicorn's arbiter restarts it if it dies (web/supervisor.py).
+        job_worker = JobWorker(
+            argv, first_delay_s=settings.worker_restart_s, count_restart=lambda: count_worker_restart(queue)
+        )
+        job_worker.start()
     try:
-        run(host=host, port=port, workers=workers)
+        run(host=host, port=port, workers=workers, job_worker=job_worker)
     finally:
-        if worker is not None:
-            _stop_worker(worker)
+        if job_worker is not None and job_worker.process is not None:
+            _stop_worker(job_worker.process)  # (nothing to do if it is dead, between two restarts)
 
 
 WORKER_STOP = ((signal.SIGINT, 8.0), (signal.SIGTERM, 3.0))  # then SIGKILL
@@ -116,4 +127,6 @@ def worker(workers: int, periodic: bool, priority: str) -> None:
     click.echo(f"Clawback worker: {workers} threads on {type(jobs.huey).__name__}", err=True)
     # Poll at least every half second when idle (SQLite storage polls; Redis and PostgreSQL block),
     # so a webhook's effect shows within a second or two.
-    jobs.huey.create_consumer(workers=workers, worker_type="thread", periodic=periodic, max_delay=0.5).run()
+    # It records a heartbeat every few seconds, which /readyz reads (app/jobs.py _Consumer).
+    jobs.huey.create_consumer(workers=workers, worker_type="thread", periodic=periodic, max_delay=0.5,
+                              heartbeat_s=services().settings.worker_heartbeat_s).run()  # fmt: skip
