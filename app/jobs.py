@@ -132,18 +132,10 @@ class Jobs:
         or dead-lettered meanwhile are left as they are."""
         stored = self.deliveries.load(list(delivery_pks))
         statuses: dict[int, tuple[str, Exception | None]] = {}
-        with self.db.read() as session:
-            done = dict(
-                session.exec(
-                    select(WebhookDelivery.id, WebhookDelivery.status).where(
-                        col(WebhookDelivery.id).in_([d.id for d in stored])
-                    )
-                ).all()
-            )
         todo = []
         for delivery in stored:
-            if done.get(delivery.id) in pipeline.DONE:
-                statuses[delivery.id] = (str(done[delivery.id]), None)
+            if delivery.status in pipeline.DONE:
+                statuses[delivery.id] = (delivery.status, None)
             else:
                 todo.append(delivery)
         for item in pipeline.process(self.db, self.deliveries, todo, self.parser_for):

@@ -23,7 +23,7 @@ from app.domain.postings import Balances, Entry, Posting, after
 from app.models import Customer, LedgerEntry, utcnow
 from app.storage.prepared import Prepared
 
-_CUSTOMER = (
+LOCKED_CUSTOMER = (  # the customer's row, locked for the transaction
     select(Customer)
     .where(Customer.shop_id == bindparam("shop_id"), Customer.platform_customer_id == bindparam("customer_id"))
     .with_for_update()
@@ -66,14 +66,14 @@ def lock_customer(session: Session, shop_id: int, platform_customer_id: str, ema
     """The customer's row, locked for this transaction; created on first sight (in a savepoint: if
     a concurrent transaction created it first, theirs is as good as ours once locked)."""
     params = {"shop_id": shop_id, "customer_id": platform_customer_id}
-    customer = session.exec(_CUSTOMER, params=params).first()
+    customer = session.exec(LOCKED_CUSTOMER, params=params).first()
     if customer is None:
         try:
             with session.begin_nested():
                 session.add(new_customer(shop_id, platform_customer_id, email))
         except IntegrityError:
             pass
-        customer = session.exec(_CUSTOMER, params=params).one()
+        customer = session.exec(LOCKED_CUSTOMER, params=params).one()
     if email and customer.email != email:
         customer.email = email
     return customer

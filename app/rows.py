@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel, col, select
 
-from app.ledger import lock_customer, new_customer
+from app.ledger import LOCKED_CUSTOMER, lock_customer, new_customer
 from app.models import Award, Customer, Order, Redemption
 from app.storage.prepared import Prepared
 
@@ -34,11 +34,6 @@ _ORDER = (
     .with_for_update()
 )
 _AWARD = select(Award).where(Award.order_id == bindparam("order_id")).with_for_update()
-_CUSTOMER = (
-    select(Customer)
-    .where(Customer.shop_id == bindparam("shop_id"), Customer.platform_customer_id == bindparam("customer_id"))
-    .with_for_update()
-)
 _REDEMPTIONS = Redemption.__table__  # type: ignore[attr-defined]
 _ANY_REDEMPTION = core_select(_REDEMPTIONS.c.id).where(_REDEMPTIONS.c.shop_id == bindparam("shop_id")).limit(1)
 
@@ -151,7 +146,7 @@ class BatchRows:
             customer = self.customers[key]
         else:
             params = {"shop_id": shop_id, "customer_id": platform_customer_id}
-            customer = self.session.exec(_CUSTOMER, params=params).first()
+            customer = self.session.exec(LOCKED_CUSTOMER, params=params).first()
         if customer is None:
             customer = new_customer(shop_id, platform_customer_id, email)
             self._insert_now(customer)

@@ -87,6 +87,7 @@ class StoredDelivery:
     body: bytes
     received_at: datetime
     attempts: int
+    status: str = "received"
 
 
 FIND_SHOP = Prepared(
@@ -106,6 +107,7 @@ _READ = core_select(
     DELIVERIES.c.body,
     DELIVERIES.c.received_at,
     DELIVERIES.c.attempts,
+    DELIVERIES.c.status,
 )
 _FINISH = Prepared(
     update(DELIVERIES)
@@ -176,8 +178,8 @@ class Deliveries(ABC):
         with self.db.read() as session:
             rows = session.connection().execute(query).all()
         return [
-            StoredDelivery(int(pk), int(shop), platform, topic, did, bytes(body), as_utc(at), int(attempts))
-            for pk, shop, platform, topic, did, body, at, attempts in rows
+            StoredDelivery(int(pk), int(shop), platform, topic, did, bytes(body), as_utc(at), int(attempts), status)
+            for pk, shop, platform, topic, did, body, at, attempts, status in rows
         ]
 
     def lock_live(self, session: Session, deliveries: Sequence[StoredDelivery]) -> set[int]:

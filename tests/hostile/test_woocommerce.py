@@ -17,7 +17,7 @@ from app.models import InstallToken
 from app.shops import register_shop
 from connectors.woocommerce import store_from_source
 from tests.helpers import post_webhook
-from tests.hostile.payloads import mutate, paths_of, to_json
+from tests.hostile.payloads import to_json
 from tests.hostile.strategies import (
     CHARS,
     QUERY_KEYS,
@@ -27,8 +27,8 @@ from tests.hostile.strategies import (
     VALUE,
     as_header_value,
     latin1_text,
+    mutated,
     sweep_settings,
-    value_for,
 )
 from tests.hostile.world import MARKS, OUTCOMES, TRIED, World, fingerprint
 from tests.platforms.woocommerce import fixture
@@ -81,15 +81,7 @@ def woo_bodies(draw: st.DrawFn) -> bytes:
         "id": draw(st.sampled_from([723, 724, 725])),
         "status": draw(st.sampled_from(["processing", "completed", "cancelled", "refunded", "trash", "x-custom"])),
     }
-    for _ in range(draw(st.integers(1, 4))):
-        path = draw(st.sampled_from(list(paths_of(body))))
-        op = draw(st.sampled_from(["set", "set", "set", "delete", "wrap"]))
-        if op == "delete" and not path:
-            op = "wrap"
-        body = mutate(body, path, op, draw(value_for(path)) if op == "set" else None)
-        if not isinstance(body, dict | list):
-            break
-    return to_json(body, ascii_only=draw(st.booleans())).encode("utf-8")
+    return mutated(draw, body)
 
 
 def test_woocommerce_webhooks(world: World) -> None:
